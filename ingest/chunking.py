@@ -1,0 +1,117 @@
+"""Split a document into sentences and chunks that keep exact character offsets.
+
+Every span returned here is a (start, end) pair into `Document.text`, so `text[start:end]` is always the
+chunk or sentence itself: nothing is normalised or rewritten. Residue spans (`Document.skip`) are never inside
+a chunk. This module knows nothing of embeddings or stores.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ingest.loaders import Document
+
+MAX_CHUNK_CHARS = 700
+
+# Words whose trailing period does not end a sentence.
+_ABBREV = {"e.g", "i.e", "vs", "etc", "mr", "mrs", "ms", "dr", "prof", "inc", "ltd", "co", "corp", "jr", "sr",
+           "st", "no", "fig", "u.s", "u.k", "approx", "est", "dept", "jan", "feb", "mar", "apr", "jun", "jul",
+           "aug", "sep", "sept", "oct", "nov", "dec"}
+_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s)")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    doc_id: str
+    index: int
+    start: int
+    end: int
+    text: str
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.doc_id}::{self.index}"
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentences of text[start:end] as trimmed (start, end) spans; lines always end a sentence."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text[start:end]):
+        ls = start + line.start()
+        le = start + line.end()
+        cut = ls
+        for m in _END.finditer(text, ls, le):
+            stop = m.end()
+            word = re.search(r"(\S+)$", text[cut:m.start() + 1])
+            token = word.group(1).lower().rstrip(".") if word else ""
+            if token in _ABBREV or (len(token) == 1 and token.isalpha()):
+                continue
+            nxt = re.match(r"\s*(\S)", text[stop:le])
+            if nxt and (nxt.group(1).islower() and nxt.group(1).isalpha()):
+                continue  # "3 a.m. on ..." and similar: the sentence goes on
+            spans.append((cut, stop))
+            cut = stop
+        spans.append((cut, le))
+    return [s for s in (_trim(text, a, b) for a, b in spans) if s is not None]
+
+
+def _trim(text: str, a: int, b: int) -> tuple[int, int] | None:
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return (a, b) if b > a else None
+
+
+def _paragraphs(doc: Document) -> list[tuple[int, int]]:
+    """Non-empty lines, minus residue."""
+    skip = set(doc.skip)
+    out = []
+    for m in re.finditer(r"[^\n]+", doc.text):
+        span = _trim(doc.text, m.start(), m.end())
+        if span and span not in skip and not any(a <= span[0] and span[1] <= b for a, b in skip):
+            out.append(span)
+    return out
+
+
+def is_heading(text: str) -> bool:
+    """A short line without closing punctuation: a section title, not a sentence."""
+    line = text.strip()
+    return len(line) <= 90 and not re.search(r"[.!?:;,\"”’]$", line) and not line.startswith(("-", "*", "•"))
+
+
+def chunk_document(doc: Document, max_chars: int = MAX_CHUNK_CHARS) -> list[Chunk]:
+    """Chunks of whole paragraphs (a heading stays with what follows it); a long paragraph is split at sentences."""
+    pieces: list[tuple[int, int]] = []
+    for a, b in _paragraphs(doc):
+        if b - a <= max_chars:
+            pieces.append((a, b))
+            continue
+        cur: tuple[int, int] | None = None
+        for s, e in sentence_spans(doc.text, a, b):
+            if cur and e - cur[0] > max_chars:
+                pieces.append(cur)
+                cur = None
+            cur = (cur[0], e) if cur else (s, e)
+        if cur:
+            pieces.append(cur)
+
+    spans: list[tuple[int, int]] = []
+    cur = None
+    for a, b in pieces:
+        if cur is None:
+            cur = (a, b)
+            continue
+        gap_has_residue = any(cur[1] <= s < a for s, _ in doc.skip)
+        heading_before = is_heading(doc.text[cur[0] : cur[1]]) and cur[1] - cur[0] < 90
+        small = (cur[1] - cur[0]) < max_chars // 3 and b - cur[0] <= max_chars
+        if not gap_has_residue and (heading_before or small) and b - cur[0] <= max_chars + 200:
+            cur = (cur[0], b)
+        else:
+            spans.append(cur)
+            cur = (a, b)
+    if cur:
+        spans.append(cur)
+    return [Chunk(doc.doc_id, i, a, b, doc.text[a:b]) for i, (a, b) in enumerate(spans)]

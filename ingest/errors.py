@@ -1,0 +1,18 @@
+"""The two kinds of error the project raises; only the CLI and the UI turn them into text for people.
+
+`UserError`: the user asked for something wrong (empty question, missing folder, unknown model id); the message
+says what to change. `SetupError`: the machine is missing something or a backend failed (model package missing,
+model file corrupt, Ollama host down, store not writable); the message says what to run.
+"""
+
+
+class RagError(Exception):
+    """Base of every error meant for a person."""
+
+
+class UserError(RagError, ValueError):
+    pass
+
+
+class SetupError(RagError, RuntimeError):
+    pass

@@ -1,0 +1,203 @@
+"""Language-model backends behind one small interface, picked by a string id.
+
+    llamacpp:default        the embedded Qwen2.5-Coder-1.5B-Instruct (assembled from PyPI parts, verified)
+    llamacpp:small          the embedded Qwen2.5-Coder-0.5B-Instruct (faster, weaker)
+    llamacpp:/path/x.gguf   any GGUF file
+    ollama:<model>          a model served by Ollama (host from OLLAMA_HOST), via llama-index's Ollama integration
+    fake                    a deterministic stand-in that cites the sources it is given (tests, UI development)
+
+A backend's library is imported only when that backend is chosen. Each backend streams text deltas and says how
+many prompt tokens a request costs; nothing here knows about retrieval or citations.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from ingest.errors import SetupError, UserError
+from rag.model_files import MODELS, ensure_model
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+
+
+class LLM(Protocol):
+    name: str
+
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> Iterator[str]:
+        """Text deltas of the assistant's reply."""
+        ...
+
+    def prompt_tokens(self, messages: list[Message]) -> int:
+        """How many tokens the model reads for these messages."""
+        ...
+
+
+class FakeLLM:
+    """Answers by quoting the first sentence of the first two sources, each with its marker; deterministic.
+
+    It reads the numbered sources from the last user message (lines like `[2] text`) and says NOT_FOUND when
+    there are none, so the whole pipeline (verification, repair, abstention) runs without a model.
+    """
+
+    name = "fake"
+
+    def _reply(self, messages: list[Message]) -> str:
+        prompt = messages[-1]["content"]
+        sources = re.findall(r"^\[(\d+)\]\s*(?:\([^)]*\)\s*)?(.+)$", prompt, re.M)
+        if not sources:
+            return "NOT_FOUND"
+        parts = []
+        for number, text in sources[:2]:
+            first = re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0].rstrip(".!?")
+            parts.append(f"{first} [{number}].")
+        return " ".join(parts)
+
+    def stream(self, messages, *, max_tokens, temperature, seed):
+        words = self._reply(messages).split(" ")[: max_tokens]
+        for i, w in enumerate(words):
+            yield w if i == 0 else " " + w
+
+    def prompt_tokens(self, messages):
+        return sum(len(m["content"].split()) for m in messages)
+
+
+class LlamaCppLLM:
+    """A GGUF model run in-process with llama-cpp-python. One request at a time: llama.cpp is not thread-safe."""
+
+    def __init__(self, model_path: Path, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise SetupError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
+        self.name = f"llamacpp:{model_path.name}"
+        self.model_path = model_path
+        try:
+            self._llm = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                              n_batch=512, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise SetupError(f"llama.cpp could not load {model_path} ({e}): check that it is a GGUF model") from None
+        meta = self._llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            raise SetupError(f"{model_path} has no chat template: use an instruct/chat GGUF model")
+        vocab = self._llm._model
+        eos = vocab.token_get_text(self._llm.token_eos()) if self._llm.token_eos() >= 0 else ""
+        bos = vocab.token_get_text(self._llm.token_bos()) if self._llm.token_bos() >= 0 else ""
+        self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self._eos = eos
+        self.lock = threading.Lock()  # public so callers can tell the UI that a request is waiting
+
+    def _prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
+        out = self._format(messages=messages)
+        stop = out.stop if isinstance(out.stop, list) else [out.stop] if out.stop else []
+        return out.prompt, [s for s in stop + [self._eos, "<|im_end|>", "<|endoftext|>"] if s]
+
+    def prompt_tokens(self, messages):
+        prompt, _ = self._prompt(messages)
+        return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+
+    def stream(self, messages, *, max_tokens, temperature, seed):
+        prompt, stop = self._prompt(messages)
+        tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        with self.lock:
+            for part in self._llm.create_completion(tokens, max_tokens=max_tokens, temperature=temperature,
+                                                    seed=seed, stop=stop, stream=True, top_k=1 if temperature == 0
+                                                    else 40, repeat_penalty=1.0):
+                text = part["choices"][0]["text"]
+                if text:
+                    yield text
+
+
+class OllamaLLM:
+    """A model served by Ollama, through llama-index's Ollama integration."""
+
+    def __init__(self, model: str, host: str | None = None, n_ctx: int = 2048, timeout: float = 120.0) -> None:
+        try:
+            from llama_index.llms.ollama import Ollama
+        except ImportError:
+            raise SetupError("the Ollama backend needs llama-index-llms-ollama: "
+                             "pip install llama-index-llms-ollama") from None
+        self.name = f"ollama:{model}"
+        self.host = _ollama_host(host or os.environ.get("OLLAMA_HOST", ""))
+        # context_window is given so the integration never calls /api/show just to learn it
+        self._llm = Ollama(model=model, base_url=self.host, context_window=n_ctx, request_timeout=timeout)
+        self.lock = threading.Lock()  # Ollama queues requests itself; this only orders our own
+
+    def prompt_tokens(self, messages):
+        # Ollama reports the exact count only after answering; before, estimate 4 characters a token.
+        return sum(len(m["content"]) for m in messages) // 4
+
+    def stream(self, messages, *, max_tokens, temperature, seed):
+        import httpx
+        from llama_index.core.llms import ChatMessage
+        from ollama import ResponseError
+
+        self._llm.temperature = temperature
+        self._llm.additional_kwargs = {"num_predict": max_tokens, "seed": seed}
+        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        try:
+            for r in self._llm.stream_chat(chat):
+                if r.delta:
+                    yield r.delta
+        except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as e:
+            raise SetupError(f"cannot reach Ollama at {self.host} ({e.__class__.__name__}): start it with "
+                             "`ollama serve`, or set OLLAMA_HOST to where it runs") from None
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout) as e:
+            raise SetupError(f"Ollama at {self.host} stopped answering mid-reply ({e.__class__.__name__}): "
+                             "check the server and ask again") from None
+        except ResponseError as e:
+            hint = f"run `ollama pull {self.name.split(':', 1)[1]}`" if e.status_code == 404 else "check the server"
+            raise SetupError(f"Ollama at {self.host} answered {e.status_code}: {e.error}: {hint}") from None
+
+
+def _ollama_host(value: str) -> str:
+    value = value.strip() or "http://127.0.0.1:11434"
+    if "://" not in value:
+        value = "http://" + value
+    if re.match(r"^https?://[^/:]+$", value):
+        value += ":11434"
+    return value.rstrip("/")
+
+
+_BACKENDS = ("llamacpp", "ollama", "fake")
+_cache: dict[tuple, LLM] = {}
+_cache_lock = threading.Lock()
+
+
+def get_llm(llm_id: str, model_dir: Path, n_ctx: int = 2048) -> LLM:
+    """The backend for an id; loaded models are shared within the process."""
+    kind, _, arg = llm_id.partition(":")
+    if kind not in _BACKENDS:
+        close = difflib.get_close_matches(kind, _BACKENDS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UserError(f"unknown model id {llm_id!r}: {hint}use llamacpp:default, llamacpp:small, "
+                        "llamacpp:/path/model.gguf, ollama:<model> or fake")
+    key = (llm_id, str(model_dir), n_ctx)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+        if kind == "fake":
+            llm: LLM = FakeLLM()
+        elif kind == "ollama":
+            if not arg:
+                raise UserError("ollama needs a model name: --llm ollama:qwen2.5:1.5b (after `ollama pull`)")
+            llm = OllamaLLM(arg, n_ctx=n_ctx)
+        else:
+            arg = arg or "default"
+            if arg in MODELS:
+                path = ensure_model(arg, model_dir)
+            else:
+                path = Path(arg).expanduser()
+                if not path.is_file():
+                    raise UserError(f"no GGUF file at {path}: use llamacpp:default, llamacpp:small "
+                                    "or llamacpp:/path/to/model.gguf")
+            llm = LlamaCppLLM(path, n_ctx=n_ctx)
+        _cache[key] = llm
+        return llm

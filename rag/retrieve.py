@@ -1,0 +1,141 @@
+"""Hybrid retrieval: dense (Chroma) and lexical (BM25 via bm25s) chunk search, fused, then sentence windows.
+
+Prompt tokens are what the user waits for on a CPU, so the model is not given whole chunks: inside the best
+chunks, each sentence is scored against the question and the best few (with a neighbour where they touch) become
+the numbered sources. Each source is an exact span of its document. This module does no generation.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.chunking import is_heading
+from ingest.embed import Embedder
+from ingest.store import ChunkStore
+from rag.support import content_words, stemmer
+
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage given to the model: an exact span `doc_text[start:end] == text`."""
+
+    number: int
+    doc_id: str
+    title: str
+    text: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    sources: list[Source]
+    best_similarity: float  # best dense cosine between the query and any chunk or sentence considered
+    chunk_ids: list[str]
+
+
+class Retriever:
+    """Built once per store state: keeps the lexical index in memory; dense search stays in Chroma."""
+
+    def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
+        import bm25s
+
+        self.store = store
+        self.embedder = embedder
+        self.ids, self.texts, self.metas = store.all_chunks()
+        self._pos = {cid: i for i, cid in enumerate(self.ids)}
+        self._stem = stemmer()
+        self._bm25 = bm25s.BM25()
+        if self.ids:
+            tokens = bm25s.tokenize(self.texts, stopwords="en", stemmer=self._stem, show_progress=False)
+            self._bm25.index(tokens, show_progress=False)
+        self._lock = threading.Lock()  # bm25s retrieval is not documented as thread-safe
+
+    def _lexical(self, query: str, k: int) -> list[str]:
+        import bm25s
+
+        if not self.ids:
+            return []
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stem, show_progress=False)
+        if not tokens.vocab:
+            return []
+        with self._lock:
+            docs, scores = self._bm25.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False, n_threads=1)
+        return [self.ids[int(d)] for d, s in zip(docs[0], scores[0]) if s > 0]
+
+    def retrieve(self, query: str, top_k: int, max_sources: int, budget_chars: int) -> Retrieval:
+        qvec = self.embedder.embed([query])[0]
+        dense = self.store.query(qvec, top_k)
+        lexical = self._lexical(query, top_k)
+        fused: dict[str, float] = {}
+        for ranking in ([cid for cid, _ in dense], lexical):
+            for rank, cid in enumerate(ranking):
+                fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
+        chunk_ids = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])][:top_k]
+        best = max((sim for _, sim in dense), default=0.0)
+        sources, best_sent = self._windows(qvec, query, chunk_ids, fused, max_sources, budget_chars)
+        return Retrieval(sources=sources, best_similarity=max(best, best_sent), chunk_ids=chunk_ids)
+
+    def _windows(self, qvec, query, chunk_ids, fused, max_sources, budget) -> tuple[list[Source], float]:
+        metas, vecs = self.store.sentences_of(chunk_ids)
+        if not metas:
+            return [], 0.0
+        chunk_rank = {cid: r for r, cid in enumerate(chunk_ids)}
+        qwords = set(content_words(query))
+        sims = vecs @ qvec
+        scored = []
+        for meta, sim in zip(metas, sims):
+            text = self._chunk_slice(meta)
+            overlap = len(qwords & set(content_words(text))) / max(1, len(qwords))
+            prior = 0.05 * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
+            scored.append((float(sim) + 0.3 * overlap + prior, float(sim), meta))
+        scored.sort(key=lambda t: -t[0])
+
+        picked: list[tuple[float, dict]] = []
+        used = 0
+        for score, _, meta in scored:
+            length = meta["end"] - meta["start"]
+            if len(picked) >= max_sources or (picked and used + length > budget):
+                continue
+            if length < 25 or is_heading(self._chunk_slice(meta)):  # a bare heading says little on its own
+                continue
+            picked.append((score, meta))
+            used += length
+        # Sentences that touch in the same chunk become one source; sources keep document order within a doc.
+        picked.sort(key=lambda t: (t[1]["doc_id"], t[1]["start"]))
+        merged: list[list] = []
+        for score, meta in picked:
+            last = merged[-1] if merged else None
+            if last and last[1]["chunk_id"] == meta["chunk_id"] and self._adjacent(last[1], meta):
+                last[1] = {**last[1], "end": meta["end"]}
+                last[0] = max(last[0], score)
+            else:
+                merged.append([score, dict(meta)])
+        merged.sort(key=lambda t: -t[0])
+        sources = []
+        for n, (score, meta) in enumerate(merged, start=1):
+            sources.append(Source(number=n, doc_id=meta["doc_id"], title=self._title(meta["chunk_id"]),
+                                  text=self._chunk_slice(meta), start=meta["start"], end=meta["end"],
+                                  score=round(score, 4)))
+        return sources, float(max(sims))
+
+    def _chunk_slice(self, meta: dict) -> str:
+        i = self._pos[meta["chunk_id"]]
+        base = self.metas[i]["start"]
+        return self.texts[i][meta["start"] - base : meta["end"] - base]
+
+    def _adjacent(self, a: dict, b: dict) -> bool:
+        i = self._pos[a["chunk_id"]]
+        base = self.metas[i]["start"]
+        gap = self.texts[i][a["end"] - base : b["start"] - base]
+        return b["start"] >= a["end"] and not gap.strip()
+
+    def _title(self, chunk_id: str) -> str:
+        return self.metas[self._pos[chunk_id]].get("title", "")
+

@@ -1,0 +1,60 @@
+"""One typed settings object, passed explicitly. Environment variables are read in one place: `Settings.from_env`.
+
+| field      | env var        | default                                  |
+|------------|----------------|------------------------------------------|
+| corpus     | RAG_CORPUS     | the bundled `data/corpus/`               |
+| store      | RAG_STORE      | `<home>/store` (or `http://HOST:PORT`)    |
+| llm        | RAG_LLM        | `llamacpp:default`                       |
+| embedder   | RAG_EMBEDDER   | `minilm`                                 |
+| top_k      | RAG_TOP_K      | 4                                        |
+| home       | RAG_HOME       | `~/.cache/rag-news` (models, store)      |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BUNDLED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+DEFAULT_HOME = Path("~/.cache/rag-news").expanduser()
+
+_ENV = {"corpus": "RAG_CORPUS", "store": "RAG_STORE", "llm": "RAG_LLM", "embedder": "RAG_EMBEDDER",
+        "top_k": "RAG_TOP_K", "home": "RAG_HOME"}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corpus: Path = BUNDLED_CORPUS
+    store: str = ""  # empty: <home>/store
+    llm: str = "llamacpp:default"
+    embedder: str = "minilm"
+    home: Path = DEFAULT_HOME
+
+    top_k: int = Field(4, ge=1, le=50, description="chunks retrieved by each of dense and lexical search")
+    max_sources: int = Field(4, ge=1, le=20, description="numbered passages given to the model")
+    context_chars: int = Field(900, ge=100, description="character budget for all passages in the prompt")
+    max_tokens: int = Field(120, ge=8, description="answer length limit in tokens")
+    temperature: float = 0.0
+    seed: int = 0
+    n_ctx: int = 2048
+    min_relevance: float = Field(0.25, description="best dense similarity below which ask() abstains unasked")
+    support_threshold: float = Field(0.5, description="support-judge probability a citation needs")
+    max_question_chars: int = 4000
+
+    @property
+    def store_location(self) -> str:
+        return self.store or str(self.home / "store")
+
+    @property
+    def model_dir(self) -> Path:
+        return self.home / "models"
+
+    @classmethod
+    def from_env(cls, **overrides) -> Settings:
+        """Defaults, then RAG_* environment variables, then the keyword arguments given here."""
+        values: dict = {k: os.environ[v] for k, v in _ENV.items() if os.environ.get(v)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)

@@ -1,0 +1,105 @@
+"""Check every sentence of a model's answer against the sources its markers point to, and repair the markers.
+
+For each sentence: parse its markers (`[1]`, `[1, 2]`, `[1][3]`); keep a marker only when the support judge says
+that source supports the sentence (alone, or together with the sentence's other cited sources); when no marker
+survives, cite the best supporting source instead; when none supports it, the sentence keeps no marker and is
+flagged unsupported. Markers out of range (`[0]`, `[99]`) are dropped. The result is rebuilt text with markers
+renumbered by first appearance, so a reader sees [1], [2], ... in order. Nothing here calls a model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ingest.chunking import sentence_spans
+from rag.retrieve import Source
+from rag.support import SupportJudge
+
+MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
+_MARKERS_ONLY = re.compile(r"^[\s\[\]\d,;.!?]*$")
+
+
+@dataclass
+class CheckedSentence:
+    text: str  # the sentence as shown, with its final markers
+    claim: str  # the sentence without markers, as judged
+    sources: list[int]  # numbers of the sources (as given to the model) that support it
+    supported: bool
+    score: float
+    repaired: bool  # markers were changed
+
+
+def parse_markers(text: str) -> list[int]:
+    """Every number inside citation markers, in order; `[1,2]` gives 1 and 2, `[[1]]` gives 1."""
+    return [int(n) for m in MARKER.finditer(text) for n in re.findall(r"\d+", m.group(1))]
+
+
+def strip_markers(text: str) -> str:
+    out = MARKER.sub("", text)
+    out = re.sub(r"\s+([.,;:!?])", r"\1", out)
+    return re.sub(r"\s{2,}", " ", out).strip()
+
+
+def split_sentences(text: str) -> list[str]:
+    """Answer sentences; a fragment of nothing but markers (`... fell. [1]`) joins the sentence before it."""
+    out: list[str] = []
+    for a, b in sentence_spans(text):
+        piece = text[a:b]
+        if out and _MARKERS_ONLY.match(piece):
+            out[-1] = f"{out[-1]} {piece}"
+        else:
+            out.append(piece)
+    return out
+
+
+def _with_markers(claim: str, numbers: list[int]) -> str:
+    if not numbers:
+        return claim
+    marks = "".join(f"[{n}]" for n in numbers)
+    m = re.search(r"[.!?]+[\"'”’)]*$", claim)
+    return f"{claim[: m.start()]} {marks}{claim[m.start():]}" if m else f"{claim} {marks}"
+
+
+def check(answer: str, sources: list[Source], judge: SupportJudge) -> list[CheckedSentence]:
+    """Verify and repair the citations of each answer sentence."""
+    by_number = {s.number: s for s in sources}
+    sentences = [(s, strip_markers(s), parse_markers(s)) for s in split_sentences(answer)]
+    sentences = [t for t in sentences if t[1] and re.search(r"\w", t[1])]
+    # Score every (sentence, source) pair in one batch: a repair may need any source.
+    pairs = [(claim, src.text) for _, claim, _ in sentences for src in sources]
+    flat = judge.scores(pairs)
+    n = len(sources)
+    out = []
+    for k, (raw, claim, cited) in enumerate(sentences):
+        score = {src.number: flat[k * n + j] for j, src in enumerate(sources)}
+        valid = list(dict.fromkeys(c for c in cited if c in by_number))
+        keep = [c for c in valid if score[c] >= judge.threshold]
+        best_score = max((score[c] for c in keep), default=0.0)
+        if not keep and len(valid) > 1:
+            joint = judge.scores([(claim, " ".join(by_number[c].text for c in valid))])[0]
+            if joint >= judge.threshold:
+                keep, best_score = valid, joint
+        if not keep and sources:
+            best = max(sources, key=lambda s: score[s.number])
+            if score[best.number] >= judge.threshold:
+                keep, best_score = [best.number], score[best.number]
+        supported = bool(keep)
+        if not supported:
+            best_score = max(score.values(), default=0.0)
+        out.append(CheckedSentence(text=claim, claim=claim, sources=keep, supported=supported,
+                                   score=round(best_score, 4), repaired=keep != cited))
+    return out
+
+
+def render(sentences: list[CheckedSentence]) -> tuple[str, dict[int, int]]:
+    """Answer text with markers renumbered by first appearance; returns (text, source number -> marker number)."""
+    mapping: dict[int, int] = {}
+    for s in sentences:
+        for src in s.sources:
+            mapping.setdefault(src, len(mapping) + 1)
+    parts = []
+    for s in sentences:
+        s.text = _with_markers(s.claim, [mapping[src] for src in s.sources])
+        parts.append(s.text)
+    return " ".join(parts), mapping
