@@ -75,7 +75,7 @@ class FakeEmbedder:
     """Deterministic bag-of-words hashing embedder: similar wording gives similar vectors. For tests only."""
 
     name = "fake"
-    dim = 256
+    dim = 1024
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

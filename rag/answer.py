@@ -20,7 +20,7 @@ from ingest.embed import get_embedder
 from ingest.errors import UserError
 from ingest.pipeline import IngestReport, Progress, sync
 from ingest.store import ChunkStore, DocRecord
-from rag.llm import LLM, Message, get_llm
+from rag.llm import LLM, Message, check_llm_id, get_llm
 from rag.retrieve import Retrieval, Retriever, Source
 from rag.settings import Settings
 from rag.support import SupportJudge
@@ -109,6 +109,7 @@ class Pipeline:
     """Everything needed to answer questions for one Settings. Thread-safe; the model serialises itself."""
 
     def __init__(self, settings: Settings) -> None:
+        check_llm_id(settings.llm)  # a misspelt model id fails now, not after retrieval
         self.settings = settings
         self.embedder = get_embedder(settings.embedder)
         self.store = ChunkStore(settings.store_location, self.embedder.name)

@@ -171,14 +171,22 @@ _cache: dict[tuple, LLM] = {}
 _cache_lock = threading.Lock()
 
 
-def get_llm(llm_id: str, model_dir: Path, n_ctx: int = 2048) -> LLM:
-    """The backend for an id; loaded models are shared within the process."""
+def check_llm_id(llm_id: str) -> tuple[str, str]:
+    """(backend, argument) of a model id; a UserError that suggests the right spelling otherwise."""
     kind, _, arg = llm_id.partition(":")
     if kind not in _BACKENDS:
         close = difflib.get_close_matches(kind, _BACKENDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UserError(f"unknown model id {llm_id!r}: {hint}use llamacpp:default, llamacpp:small, "
                         "llamacpp:/path/model.gguf, ollama:<model> or fake")
+    if kind == "ollama" and not arg:
+        raise UserError("ollama needs a model name: --llm ollama:qwen2.5:1.5b (after `ollama pull`)")
+    return kind, arg
+
+
+def get_llm(llm_id: str, model_dir: Path, n_ctx: int = 2048) -> LLM:
+    """The backend for an id; loaded models are shared within the process."""
+    kind, arg = check_llm_id(llm_id)
     key = (llm_id, str(model_dir), n_ctx)
     with _cache_lock:
         if key in _cache:
@@ -186,8 +194,6 @@ def get_llm(llm_id: str, model_dir: Path, n_ctx: int = 2048) -> LLM:
         if kind == "fake":
             llm: LLM = FakeLLM()
         elif kind == "ollama":
-            if not arg:
-                raise UserError("ollama needs a model name: --llm ollama:qwen2.5:1.5b (after `ollama pull`)")
             llm = OllamaLLM(arg, n_ctx=n_ctx)
         else:
             arg = arg or "default"

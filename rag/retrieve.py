@@ -7,6 +7,7 @@ the numbered sources. Each source is an exact span of its document. This module 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -55,6 +56,12 @@ class Retriever:
         if self.ids:
             tokens = bm25s.tokenize(self.texts, stopwords="en", stemmer=self._stem, show_progress=False)
             self._bm25.index(tokens, show_progress=False)
+        df: dict[str, int] = {}
+        for text in self.texts:
+            for w in set(content_words(text)):
+                df[w] = df.get(w, 0) + 1
+        n = max(1, len(self.texts))
+        self._idf = {w: math.log(1 + n / d) for w, d in df.items()}
         self._lock = threading.Lock()  # bm25s retrieval is not documented as thread-safe
 
     def _lexical(self, query: str, k: int) -> list[str]:
@@ -77,7 +84,8 @@ class Retriever:
         for ranking in ([cid for cid, _ in dense], lexical):
             for rank, cid in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
-        chunk_ids = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])][:top_k]
+        # Every candidate of either search goes on to sentence scoring, best fused first.
+        chunk_ids = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])]
         best = max((sim for _, sim in dense), default=0.0)
         sources, best_sent = self._windows(qvec, query, chunk_ids, fused, max_sources, budget_chars)
         return Retrieval(sources=sources, best_similarity=max(best, best_sent), chunk_ids=chunk_ids)
@@ -88,11 +96,13 @@ class Retriever:
             return [], 0.0
         chunk_rank = {cid: r for r, cid in enumerate(chunk_ids)}
         qwords = set(content_words(query))
+        qwords = {w for w in qwords if w in self._idf}  # a word no chunk has cannot tell sentences apart
+        qweight = sum(self._idf[w] for w in qwords) or 1.0
         sims = vecs @ qvec
         scored = []
         for meta, sim in zip(metas, sims):
             text = self._chunk_slice(meta)
-            overlap = len(qwords & set(content_words(text))) / max(1, len(qwords))
+            overlap = sum(self._idf[w] for w in qwords & set(content_words(text))) / qweight
             prior = 0.05 * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
             scored.append((float(sim) + 0.3 * overlap + prior, float(sim), meta))
         scored.sort(key=lambda t: -t[0])

@@ -17,7 +17,7 @@ from rag.retrieve import Source
 from rag.support import SupportJudge
 
 MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
-_MARKERS_ONLY = re.compile(r"^[\s\[\]\d,;.!?]*$")
+_LEADING_MARKERS = re.compile(r"^(?:\s*\[[\d\s,;\[\]]*\])+[.!?]*\s*")
 
 
 @dataclass
@@ -42,13 +42,15 @@ def strip_markers(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Answer sentences; a fragment of nothing but markers (`... fell. [1]`) joins the sentence before it."""
+    """Answer sentences; markers after a full stop (`... fell. [1] Next`) belong to the sentence before them."""
     out: list[str] = []
     for a, b in sentence_spans(text):
         piece = text[a:b]
-        if out and _MARKERS_ONLY.match(piece):
-            out[-1] = f"{out[-1]} {piece}"
-        else:
+        lead = _LEADING_MARKERS.match(piece)
+        if out and lead:
+            out[-1] = f"{out[-1]} {lead.group(0).strip()}"
+            piece = piece[lead.end() :]
+        if piece.strip():
             out.append(piece)
     return out
 

@@ -1,0 +1,32 @@
+"""Shared fixtures: every store, model cache and corpus lives under tmp_path; the fakes need no model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "data" / "corpus"
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A private copy of the bundled corpus that a test may change."""
+    dst = tmp_path / "corpus"
+    shutil.copytree(CORPUS, dst)
+    return dst
+
+
+@pytest.fixture
+def settings(tmp_path: Path, corpus: Path):
+    from rag import Settings
+
+    return Settings(corpus=corpus, store=str(tmp_path / "store"), home=tmp_path / "home", llm="fake",
+                    embedder="fake")

@@ -1,0 +1,111 @@
+"""ask() and stream() end to end on the fakes: citations resolve to exact spans, abstention, errors, history."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag import NOT_FOUND, Answer, Pipeline, UserError, ask, stream
+from rag.llm import FakeLLM
+
+
+def _doc_text(settings, doc_id: str) -> str:
+    return Pipeline(settings).documents()[doc_id].text
+
+
+def test_ask_cites_exact_spans(settings):
+    a = ask("How far did bitcoin fall after the leak?", settings=settings)
+    assert not a.abstained and a.citations
+    assert "66,000" in " ".join(c.quote for c in a.citations)
+    for c in a.citations:
+        assert _doc_text(settings, c.doc_id)[c.char_start : c.char_end] == c.quote
+    for s in a.sentences:
+        assert s.supported and s.citations and all(1 <= n <= len(a.citations) for n in s.citations)
+    assert set(a.timings) >= {"retrieve", "first_token", "generate", "verify", "total"}
+    assert a.prompt_tokens > 0
+
+
+def test_stream_yields_deltas_then_the_answer(settings):
+    items = list(stream("How far did bitcoin fall after the leak?", settings=settings))
+    assert all(isinstance(x, str) for x in items[:-1]) and len(items) > 2
+    assert isinstance(items[-1], Answer)
+
+
+def test_off_topic_question_abstains_and_lists_closest(settings):
+    a = ask("Quel temps fera-t-il demain à Lyon?", settings=settings)
+    assert a.abstained and a.text == NOT_FOUND and a.citations == []
+    assert a.prompt_tokens == 0 and a.sources  # weak retrieval: no model call, closest passages listed
+
+
+class _Scripted(FakeLLM):
+    """Says what it is told: to test how the pipeline treats a model's words."""
+
+    def __init__(self, reply: str):
+        self.reply = reply
+
+    def _reply(self, messages):
+        return self.reply
+
+
+def _with_llm(settings, monkeypatch, reply: str) -> Pipeline:
+    pipe = Pipeline(settings)
+    monkeypatch.setattr(pipe, "llm", lambda: _Scripted(reply))
+    return pipe
+
+
+def test_model_declining_means_abstention(settings, monkeypatch):
+    a = _with_llm(settings, monkeypatch, "NOT_FOUND").ask("What did the leak reveal about bitcoin?")
+    assert a.abstained and a.sources
+
+
+def test_hallucinated_answer_is_not_passed_off_as_cited(settings, monkeypatch):
+    pipe = _with_llm(settings, monkeypatch, "Anthropic shares closed at 412 dollars on Friday [1].")
+    a = pipe.ask("What happened to bitcoin after the leak?")
+    assert a.abstained  # no sentence is supported, so the answer is withheld
+
+
+def test_partially_supported_answer_flags_the_unsupported_sentence(settings, monkeypatch):
+    reply = ("Markets reacted immediately — cybersecurity stocks dropped 4–6%, bitcoin slid to $66,000 [2]. "
+             "Anthropic shares closed at 412 dollars on Friday [1].")
+    a = _with_llm(settings, monkeypatch, reply).ask("What happened to bitcoin after the leak?")
+    assert not a.abstained
+    assert [s.supported for s in a.sentences] == [True, False]
+    assert a.sentences[1].citations == []
+    assert "66,000" in a.citations[0].quote
+
+
+@pytest.mark.parametrize("question,match", [("", "empty"), ("   \n\t ", "empty"), ("x" * 4001, "4,000")])
+def test_bad_questions_are_user_errors(settings, question, match):
+    with pytest.raises(UserError, match=match):
+        ask(question, settings=settings)
+
+
+def test_control_characters_are_dropped(settings):
+    a = ask("How far did \x00bitcoin\x1b fall after the leak?", settings=settings)
+    assert a.question == "How far did bitcoin fall after the leak?"
+
+
+def test_follow_up_retrieves_with_history(settings):
+    pipe = Pipeline(settings)
+    history = [{"role": "user", "content": "How did bitcoin react to the Mythos leak?"},
+               {"role": "assistant", "content": "It slid to $66,000 [1]."}]
+    alone = pipe.retrieve("and how much did it fall?")
+    followed = pipe.retrieve("and how much did it fall?", history)
+    assert any("66,000" in s.text for s in followed.sources)
+    assert [s.text for s in alone.sources] != [s.text for s in followed.sources]
+
+
+def test_unknown_model_id_says_did_you_mean(settings):
+    with pytest.raises(UserError, match="did you mean 'ollama'"):
+        ask("How far did bitcoin fall?", settings=settings.model_copy(update={"llm": "olama:qwen"}))
+
+
+def test_corpus_changes_are_picked_up_on_reingest(settings, corpus):
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    (corpus / "new.md").write_text("# Zebra news\n\nThe zebra count at the zoo reached 4,242 in May.\n",
+                                   encoding="utf-8")
+    report = pipe.ingest()
+    assert report.added == ["new"]
+    a = pipe.ask("How many zebras were counted at the zoo?")
+    assert not a.abstained and any("4,242" in c.quote for c in a.citations)
+    assert a.citations[0].title == "Zebra news"

@@ -1,0 +1,140 @@
+"""Ingest: metadata, exact offsets, residue, idempotency, repair after a crash, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest import ChunkStore, FakeEmbedder, UserError, chunk_document, load_document, sentence_spans, sync
+from ingest.loaders import html_to_text
+
+from .conftest import CORPUS
+
+
+def _store(tmp_path: Path) -> ChunkStore:
+    return ChunkStore(str(tmp_path / "store"), "fake")
+
+
+def test_metadata_and_derived_titles():
+    doc = load_document(CORPUS / "004_7e67ca4c9a9558fc.txt")
+    assert doc.title.startswith("When AI Labs Leak Their Own Future")
+    assert doc.author == "Martin von Wysiecki"
+    untitled = load_document(CORPUS / "000_91c71732e04b514a.txt")
+    assert untitled.title and len(untitled.title) <= 81 and untitled.title != untitled.doc_id
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.txt")), ids=lambda p: p.stem)
+def test_chunks_are_exact_spans_without_residue(path: Path):
+    doc = load_document(path)
+    assert doc.text == path.read_text(encoding="utf-8")  # offsets are into the original file
+    chunks = chunk_document(doc)
+    assert chunks
+    for c in chunks:
+        assert doc.text[c.start : c.end] == c.text
+        for a, b in doc.skip:
+            assert b <= c.start or a >= c.end, f"residue {doc.text[a:b]!r} inside chunk {c.index}"
+    joined = " ".join(c.text for c in chunks)
+    for residue in ("3 min read", "Published:", "aianthropiccybersecurityindustry-trends"):
+        assert residue not in joined
+
+
+def test_sentence_spans_keep_numbers_and_abbreviations_together():
+    text = "Bitcoin slid to $66,000, and the ETF fell 2.5%. GPT-5.4 shipped, e.g. with a big window. Done"
+    spans = [text[a:b] for a, b in sentence_spans(text)]
+    assert spans == ["Bitcoin slid to $66,000, and the ETF fell 2.5%.",
+                     "GPT-5.4 shipped, e.g. with a big window.", "Done"]
+
+
+def test_html_scripts_styles_and_hidden_text_are_dropped():
+    text, title = html_to_text(
+        "<html><head><title>T</title><style>p{}</style></head><body><h1>Head</h1><p>Visible <b>text</b>.</p>"
+        "<script>alert(1)</script><div hidden>secret</div><p style='display:none'>gone</p></body></html>"
+    )
+    assert title == "T"
+    assert "Visible text." in text and "Head" in text
+    for bad in ("alert", "secret", "gone", "p{}"):
+        assert bad not in text
+
+
+def test_sync_is_idempotent_and_tracks_changes(tmp_path: Path, corpus: Path):
+    store, emb = _store(tmp_path), FakeEmbedder()
+    first = sync(corpus, store, emb)
+    assert len(first.added) == 3 and first.chunks_embedded == store.count() > 0
+    n = store.count()
+
+    again = sync(corpus, store, emb)
+    assert again.chunks_embedded == 0 and len(again.unchanged) == 3 and store.count() == n
+
+    target = corpus / "004_7e67ca4c9a9558fc.txt"
+    target.write_text("A short replacement article.\n\nIt has two paragraphs about bitcoin.\n", encoding="utf-8")
+    (corpus / "002_8e1c4ef02a64e4d0.txt").unlink()
+    changed = sync(corpus, store, emb)
+    assert changed.changed == ["004_7e67ca4c9a9558fc"] and changed.removed == ["002_8e1c4ef02a64e4d0"]
+    ids, texts, metas = store.all_chunks()
+    assert len(ids) == len(set(ids)) == store.count()
+    assert {m["doc_id"] for m in metas} == {"000_91c71732e04b514a", "004_7e67ca4c9a9558fc"}
+    assert not any("Claude Mythos" in t for t, m in zip(texts, metas) if m["doc_id"] == "004_7e67ca4c9a9558fc")
+
+
+class _Crash(Exception):
+    pass
+
+
+class _CrashingEmbedder(FakeEmbedder):
+    """Fails on its n-th call, like a process killed half-way through embedding."""
+
+    def __init__(self, fail_on: int):
+        self.calls, self.fail_on = 0, fail_on
+
+    def embed(self, texts):
+        self.calls += 1
+        if self.calls == self.fail_on:
+            raise _Crash("killed")
+        return super().embed(texts)
+
+
+def test_interrupted_ingest_is_repaired_without_duplicates(tmp_path: Path, corpus: Path):
+    clean = ChunkStore(str(tmp_path / "clean"), "fake")
+    sync(corpus, clean, FakeEmbedder())
+
+    store = _store(tmp_path)
+    with pytest.raises(Exception):
+        sync(corpus, store, _CrashingEmbedder(fail_on=4))  # dies inside the second document
+    assert 0 < store.count() < clean.count()
+    report = sync(corpus, store, FakeEmbedder())
+    assert report.chunks_embedded > 0
+    ids, _, _ = store.all_chunks()
+    assert sorted(ids) == sorted(clean.all_chunks()[0])
+
+
+def test_bad_files_are_skipped_with_a_warning(tmp_path: Path, corpus: Path):
+    (corpus / "binary.txt").write_bytes(b"\x00\x01\x02garbage")
+    (corpus / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
+    report = sync(corpus, _store(tmp_path), FakeEmbedder())
+    assert len(report.added) == 3
+    assert any("binary.txt" in m for m in report.skipped) and any("latin1.txt" in m for m in report.skipped)
+
+
+def test_missing_or_empty_folder_is_a_user_error(tmp_path: Path):
+    with pytest.raises(UserError, match="does not exist"):
+        sync(tmp_path / "nope", _store(tmp_path), FakeEmbedder())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no readable"):
+        sync(tmp_path / "empty", _store(tmp_path), FakeEmbedder())
+
+
+def test_symlink_out_of_the_corpus_is_not_followed(tmp_path: Path, corpus: Path):
+    outside = tmp_path / "secret.txt"
+    outside.write_text("The secret password is hunter2.\n", encoding="utf-8")
+    (corpus / "link.txt").symlink_to(outside)
+    store = _store(tmp_path)
+    sync(corpus, store, FakeEmbedder())
+    assert not any("hunter2" in t for t in store.all_chunks()[1])
+
+
+def test_fake_embedder_is_deterministic_and_normalised():
+    a = FakeEmbedder().embed(["bitcoin fell", "bitcoin fell", "something else entirely"])
+    assert np.allclose(a[0], a[1]) and np.allclose(np.linalg.norm(a, axis=1), 1.0)
+    assert float(a[0] @ a[2]) < 0.9

@@ -1,0 +1,62 @@
+"""Citation markers, answer sentences, and the verify-and-repair step (with the fake embedder)."""
+
+from __future__ import annotations
+
+from ingest import FakeEmbedder
+from rag.retrieve import Source
+from rag.support import SupportJudge, numbers, pair_features
+from rag.verify import check, parse_markers, render, split_sentences, strip_markers
+
+SOURCES = [
+    Source(1, "a", "A", "Markets reacted immediately and bitcoin slid to $66,000 after the leak.", 0, 70, 0.9),
+    Source(2, "b", "B", "The leak came from misconfigured API access controls at Anthropic.", 0, 66, 0.8),
+]
+
+
+def judge() -> SupportJudge:
+    return SupportJudge(FakeEmbedder(), threshold=0.5)
+
+
+def test_parse_markers_forms():
+    assert parse_markers("x [1] y [2, 3] z [[4]] w [0] [99]") == [1, 2, 3, 4, 0, 99]
+    assert strip_markers("Bitcoin slid to $66,000 [1].") == "Bitcoin slid to $66,000."
+
+
+def test_trailing_marker_fragment_joins_its_sentence():
+    assert split_sentences("Bitcoin slid to $66,000. [1] The leak came from APIs [2].") == [
+        "Bitcoin slid to $66,000. [1]", "The leak came from APIs [2]."]
+
+
+def test_correct_marker_is_kept():
+    out = check("Bitcoin slid to $66,000 after the leak [1].", SOURCES, judge())
+    assert out[0].supported and out[0].sources == [1] and not out[0].repaired
+
+
+def test_wrong_marker_is_repaired_to_the_supporting_source():
+    out = check("Bitcoin slid to $66,000 after the leak [2].", SOURCES, judge())
+    assert out[0].supported and out[0].sources == [1] and out[0].repaired
+
+
+def test_out_of_range_markers_are_dropped():
+    out = check("The leak came from misconfigured API access controls [7][0].", SOURCES, judge())
+    assert out[0].sources == [2]
+
+
+def test_unsupported_sentence_is_flagged_and_uncited():
+    out = check("Anthropic's share price doubled to 900 dollars [1].", SOURCES, judge())
+    assert not out[0].supported and out[0].sources == []
+
+
+def test_render_renumbers_by_first_appearance():
+    out = check("The leak came from misconfigured API access controls [2]. Bitcoin slid to $66,000 [1].",
+                SOURCES, judge())
+    text, mapping = render(out)
+    assert mapping == {2: 1, 1: 2}
+    assert text == "The leak came from misconfigured API access controls [1]. Bitcoin slid to $66,000 [2]."
+
+
+def test_number_feature_catches_a_wrong_figure():
+    right = pair_features("Bitcoin slid to $66,000.", SOURCES[0].text, 0.9)
+    wrong = pair_features("Bitcoin slid to $60,000.", SOURCES[0].text, 0.9)
+    assert right[1] == 1.0 and wrong[1] == 0.0
+    assert numbers("4–6% and 66,000") == {"4", "6", "66000"}
