@@ -1,9 +1,13 @@
 """The support judge: does this passage support this sentence? A probability, on the CPU, in milliseconds.
 
-It is a logistic model over three features of a (sentence, passage) pair:
-  - recall of the sentence's content words (stemmed) in the passage,
-  - whether every number in the sentence appears in the passage (a wrong figure is the commonest false claim),
-  - cosine similarity of their embeddings (the same MiniLM that retrieval uses, so paraphrases count).
+It is a logistic model over six features of a (sentence, passage) pair (`FEATURES`):
+  - recall of the sentence's content words (stemmed) in the passage, and how many it adds that the passage lacks,
+  - whether every number in the sentence appears in the passage (a wrong figure is a common false claim),
+  - whether the names it uses (capitalised words) appear in the passage,
+  - cosine similarity of their embeddings (the same MiniLM that retrieval uses, so paraphrases count),
+  - whether one of them is negated and the other not.
+It cannot read meaning: a contradiction in the same words ("below" for "above") often passes. The calibration
+report in `rag eval --calibrate` says how often.
 The answer verifier uses it to keep, repair or drop citations; the eval uses the very same judge for ALCE
 citation recall and precision, and calibrates its weights against hand-labelled pairs (`rag eval --calibrate`
 prints refitted weights; they are pasted here deliberately, never fitted at run time).
@@ -19,7 +23,8 @@ import numpy as np
 from ingest.embed import Embedder
 
 # Fitted by `rag eval --calibrate` on eval/gold/support_pairs.jsonl (logistic regression, see eval/judge.py).
-WEIGHTS = {"bias": -8.0, "recall": 4.0, "numbers": 4.0, "cosine": 5.0}
+WEIGHTS = {"bias": -5.8, "recall": 2.83, "numbers": 1.39, "cosine": 1.72, "names": 1.62, "missing": -0.04,
+           "negation": -0.17}
 
 STOPWORDS = frozenset(
     "a an the and or but if of to in on at by for with from as is are was were be been being it its this that "
@@ -54,21 +59,47 @@ def content_words(text: str) -> list[str]:
     return stem.stemWords(words) if stem else words
 
 
+_NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+                 "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
+                 "thirty": "30", "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000",
+                 "half": "0.5", "dozen": "12", "single": "1", "once": "1", "twice": "2"}
+_NEGATION = re.compile(r"\b(?:not|no|never|none|nothing|neither|nor|without|cannot|can't|won't|isn't|aren't|wasn't"
+                       r"|weren't|doesn't|don't|didn't|hasn't|haven't|hadn't|shouldn't|wouldn't|couldn't)\b|n[’']t\b",
+                       re.I)
+_PROPER = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+(?:[-.][A-Za-z0-9]+)*)")
+
+
 def numbers(text: str) -> set[str]:
-    return {n.replace(",", "") for n in _NUM.findall(text)}
+    """Numbers in a text, normalised: "66,000" -> "66000", "three" -> "3"."""
+    found = {n.replace(",", "") for n in _NUM.findall(text)}
+    return found | {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS}
 
 
-def pair_features(claim: str, passage: str, cosine: float) -> tuple[float, float, float]:
+def _names(text: str) -> set[str]:
+    """Capitalised words not at a sentence start: names of people, firms, models, places."""
+    return {m.lower() for m in _PROPER.findall(text.strip())} - STOPWORDS
+
+
+FEATURES = ("recall", "numbers", "cosine", "names", "missing", "negation")
+
+
+def pair_features(claim: str, passage: str, cosine: float) -> tuple[float, ...]:
+    """The judge's features of a pair, in FEATURES order (each in [0, 1])."""
     cw = set(content_words(claim))
-    recall = len(cw & set(content_words(passage))) / len(cw) if cw else 0.0
+    pw = set(content_words(passage))
+    recall = len(cw & pw) / len(cw) if cw else 0.0
+    missing = min(1.0, len(cw - pw) / 5)  # words the passage never says: an added fact, a swapped entity
     nums = numbers(claim)
     num_ok = 1.0 if not nums else len(nums & numbers(passage)) / len(nums)
-    return recall, num_ok, cosine
+    names = _names(claim)
+    plow = passage.lower()
+    names_ok = 1.0 if not names else sum(n in plow for n in names) / len(names)
+    negation = float(bool(_NEGATION.search(claim)) != bool(_NEGATION.search(passage)))
+    return recall, num_ok, cosine, names_ok, missing, negation
 
 
-def probability(features: tuple[float, float, float], weights: dict[str, float] = WEIGHTS) -> float:
-    recall, num_ok, cosine = features
-    z = weights["bias"] + weights["recall"] * recall + weights["numbers"] * num_ok + weights["cosine"] * cosine
+def probability(features: tuple[float, ...], weights: dict[str, float] = WEIGHTS) -> float:
+    z = weights["bias"] + sum(weights.get(name, 0.0) * f for name, f in zip(FEATURES, features))
     return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -80,7 +111,7 @@ class SupportJudge:
         self.threshold = threshold
         self.weights = weights or WEIGHTS
 
-    def features(self, pairs: list[tuple[str, str]]) -> list[tuple[float, float, float]]:
+    def features(self, pairs: list[tuple[str, str]]) -> list[tuple[float, ...]]:
         if not pairs:
             return []
         texts = sorted({t for pair in pairs for t in pair})

@@ -35,8 +35,13 @@ def parse_markers(text: str) -> list[int]:
     return [int(n) for m in MARKER.finditer(text) for n in re.findall(r"\d+", m.group(1))]
 
 
+_META = re.compile(r",?\s*\(?(?:as (?:stated|mentioned|noted|described|said) in|according to|see|from) "
+                   r"(?:the )?sources?\s*\[?\d*\]?\)?", re.I)
+
+
 def strip_markers(text: str) -> str:
-    out = MARKER.sub("", text)
+    """The sentence as a claim: no markers, no "as stated in source 4"."""
+    out = _META.sub("", MARKER.sub("", text))
     out = re.sub(r"\s+([.,;:!?])", r"\1", out)
     return re.sub(r"\s{2,}", " ", out).strip()
 
@@ -59,7 +64,7 @@ def _with_markers(claim: str, numbers: list[int]) -> str:
     if not numbers:
         return claim
     marks = "".join(f"[{n}]" for n in numbers)
-    m = re.search(r"[.!?]+[\"'”’)]*$", claim)
+    m = re.search(r"[.!?]+$", claim)  # "fell 5%." -> "fell 5% [1]."; a closing quote keeps its full stop
     return f"{claim[: m.start()]} {marks}{claim[m.start():]}" if m else f"{claim} {marks}"
 
 

@@ -1,0 +1,205 @@
+"""The Gradio page: layout, event wiring and styling over ui/handlers.py; `build_app()` builds it, `launch()` serves it.
+
+One question runs through `handlers.ask` (streaming into the chat), a click on a citation marker or a source entry
+through `handlers.show_passage`. Gradio's queue bounds how many questions run at once (the local models answer one
+at a time anyway) and shows each waiting tab its place in line. Nothing here answers, retrieves or renders text
+itself, and the app serves no files: no `allowed_paths`, no links into the corpus folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import gradio as gr
+
+from rag import Settings, pipeline
+from rag.settings import BUNDLED_CORPUS
+from ui import handlers
+
+log = logging.getLogger(__name__)
+
+BUNDLED_EXAMPLES = [
+    "How far did bitcoin fall after the leak?",
+    "What is Claude Mythos?",
+    "Why is the new model expensive to run?",
+]
+GENERIC_EXAMPLES = ["What are these articles about?", "Who is mentioned in the articles?"]
+
+# Two at once: one request generates while the next does its retrieval and waits on the model's lock;
+# Gradio's queue holds the rest and shows each tab its position.
+ASK_CONCURRENCY = 2
+QUEUE_SIZE = 64
+
+# A click on any `a.cite` link (in the chat or the sources list) opens that passage. The chat sanitizer keeps
+# `href` but drops data-* attributes, so the link's target names the citation; one listener per page.
+CITATION_JS = """
+const doc = element.ownerDocument;
+doc.__ragShowPassage = (ref) => trigger('click', {ref: ref});
+if (!doc.__ragCitationClicks) {
+  doc.__ragCitationClicks = true;
+  doc.addEventListener('click', (event) => {
+    const link = event.target.closest ? event.target.closest('a.cite') : null;
+    if (!link) return;
+    event.preventDefault();
+    doc.__ragShowPassage(link.getAttribute('href'));
+  });
+}
+watch('value', () => element.scrollIntoView({block: 'nearest'}));
+"""
+
+CSS = """
+a.cite { font-weight: 600; text-decoration: none; cursor: pointer; color: var(--color-accent); }
+a.cite:hover, a.cite:focus { text-decoration: underline; }
+.rag-unsupported { text-decoration: underline wavy #c2410c; text-underline-offset: 3px;
+                   background: rgba(251, 146, 60, 0.12); }
+.rag-flag { color: #c2410c; font-size: 0.85em; font-style: normal; white-space: nowrap; }
+.rag-abstained { border-left: 4px solid #64748b; padding-left: 0.6em; }
+.rag-closest q, .rag-sources q { font-size: 0.9em; }
+.rag-closest { padding-left: 1.5em; }
+.rag-closest a.cite { font-weight: 500; }
+.rag-draft { opacity: 0.75; }
+.rag-status { padding: 0.35em 0.7em; border-radius: 6px; margin: 0.2em 0; }
+.rag-status.rag-error { color: #991b1b; background: #fef2f2; border: 1px solid #fecaca; }
+.rag-status.rag-waiting, .rag-muted { color: var(--body-text-color-subdued); }
+.rag-status.rag-waiting::before { content: ""; display: inline-block; width: 0.55em; height: 0.55em;
+  margin-right: 0.5em; border-radius: 50%; background: var(--color-accent);
+  animation: rag-pulse 0.8s infinite alternate; }
+@keyframes rag-pulse { from { opacity: 0.25; } to { opacity: 1; } }
+.rag-warning { color: #c2410c; }
+.rag-passage .rag-title { margin: 0 0 0.2em 0; }
+.rag-passage .rag-file { margin: 0 0 0.5em 0; font-size: 0.85em; color: var(--body-text-color-subdued); }
+.rag-context { white-space: pre-wrap; line-height: 1.5; }
+.rag-passage mark { background: #fde68a; color: #111827; padding: 0 0.1em; border-radius: 2px; }
+#timings :is(table, tr, td), #settings :is(table, tr, td) { border: none; }
+#timings td, #settings td { padding: 0.1em 0.8em 0.1em 0; }
+#passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.6em 0.8em; }
+"""
+
+_PASSAGE_HINT = '<p class="rag-muted">Click a citation marker such as [1] to read the passage it cites.</p>'
+
+
+def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Blocks:
+    """The page for these settings. Does no work: the pipeline is built by the first request that needs it."""
+    if examples is None:
+        examples = BUNDLED_EXAMPLES if settings.corpus.resolve() == BUNDLED_CORPUS.resolve() else GENERIC_EXAMPLES
+
+    def ask(question, turns):
+        for view in handlers.ask(settings, question, turns):
+            yield tuple(gr.skip() if part is None else part for part in view)
+
+    def echo(question, turns):
+        # The question shows at once and the inputs are locked until its answer is in: one question at a time
+        # per conversation, so a follow-up is never asked against a history that is still being written.
+        chat, status = handlers.queued(settings, question, turns, ASK_CONCURRENCY)
+        off = gr.update(interactive=False)
+        return (gr.skip(), gr.skip(), off, off) if chat is None else (chat, status, off, off)
+
+    def unlock():
+        return gr.update(interactive=True), gr.update(interactive=True)
+
+    def show(turns, evt: gr.EventData):
+        return handlers.show_passage(settings, turns, getattr(evt, "ref", ""))
+
+    def reingest(progress=gr.Progress()):
+        def report(done: int, total: int, doc_id: str) -> None:
+            progress((done, total), desc=f"embedding {doc_id}", unit="chunks")
+
+        return handlers.reingest(settings, report)
+
+    def pick_example(evt: gr.SelectData):
+        return evt.value["text"] if isinstance(evt.value, dict) else str(evt.value)
+
+    def clear():
+        return [], [], "", handlers.render_sources(None, 0), handlers.timings_html(None), _PASSAGE_HINT
+
+    with gr.Blocks(title="Ask the articles", analytics_enabled=False) as demo:
+        turns = gr.State([])
+        gr.Markdown(
+            "## Ask the articles\nA local model answers from the articles only; every claim cites a "
+            "passage that was checked to support it."
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(
+                    label="Conversation",
+                    elem_id="chat",
+                    height=480,
+                    render_markdown=False,
+                    sanitize_html=True,
+                    examples=[{"text": q} for q in examples],
+                    placeholder="Ask a question about the articles, or pick an example.",
+                    feedback_options=None,
+                    buttons=["copy"],
+                )
+                status = gr.HTML("", elem_id="status", js_on_load=None)
+                with gr.Row():
+                    question = gr.Textbox(
+                        elem_id="question",
+                        show_label=False,
+                        scale=6,
+                        max_lines=4,
+                        placeholder="Ask about the articles (follow-ups are understood)",
+                    )
+                    ask_btn = gr.Button("Ask", variant="primary", elem_id="ask", scale=1, min_width=80)
+                    clear_btn = gr.Button(
+                        "New conversation", elem_id="clear", variant="secondary", scale=1, min_width=80
+                    )
+            with gr.Column(scale=2):
+                passage = gr.HTML(_PASSAGE_HINT, elem_id="passage", js_on_load=CITATION_JS)
+                sources = gr.HTML(handlers.render_sources(None, 0), elem_id="sources", js_on_load=None)
+                with gr.Accordion("Corpus", open=True):
+                    corpus = gr.HTML('<p class="rag-muted">Loading…</p>', elem_id="corpus", js_on_load=None)
+                    reingest_btn = gr.Button("Re-ingest the corpus", elem_id="reingest", size="sm")
+                    ingest_status = gr.HTML("", elem_id="ingest-status", js_on_load=None)
+                with gr.Accordion("Model and settings", open=False):
+                    gr.HTML(handlers.settings_html(settings), elem_id="settings", js_on_load=None)
+                with gr.Accordion("Last answer", open=True):
+                    timings = gr.HTML(handlers.timings_html(None), elem_id="timings", js_on_load=None)
+
+        outputs = [chat, turns, status, sources, timings, question]
+        ask_options = dict(
+            concurrency_limit=ASK_CONCURRENCY, concurrency_id="ask", show_progress="minimal", show_progress_on=[chat]
+        )
+        inputs = [question, ask_btn]
+        # The question shows at once (unqueued), then waits for its turn in the queue; `then` runs even on failure.
+        gr.on([ask_btn.click, question.submit], echo, [question, turns], [chat, status, *inputs], queue=False).then(
+            ask, [question, turns], outputs, **ask_options
+        ).then(unlock, None, inputs, queue=False)
+        chat.example_select(pick_example, None, question, queue=False).then(
+            echo, [question, turns], [chat, status, *inputs], queue=False
+        ).then(ask, [question, turns], outputs, **ask_options).then(unlock, None, inputs, queue=False)
+        passage.click(show, [turns], passage, concurrency_limit=4, show_progress="hidden")
+        clear_btn.click(clear, None, [chat, turns, status, sources, timings, passage], queue=False)
+        chat.clear(clear, None, [chat, turns, status, sources, timings, passage], queue=False)
+        reingest_btn.click(reingest, None, [corpus, ingest_status], concurrency_limit=1, concurrency_id="ingest")
+        demo.load(lambda: handlers.corpus_html(settings), None, corpus)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+    return demo
+
+
+def launch(
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True
+) -> gr.Blocks:
+    """Sync the corpus, then serve the page on host:port (loopback by default) and print its URL.
+
+    With block=False the server runs in a background thread and the running app is returned (tests close it).
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    report = pipeline(settings).ingest()
+    print(f"corpus: {report.summary()}", flush=True)
+    demo = build_app(settings)
+    _, local_url, share_url = demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        quiet=True,
+        prevent_thread_lock=True,
+        show_error=False,
+        ssr_mode=False,
+        css=CSS,
+    )
+    print(f"Running on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
+    if block:
+        demo.block_thread()
+    return demo
