@@ -95,7 +95,7 @@ class LlamaCppLLM:
         self.lock = threading.Lock()  # public so callers can tell the UI that a request is waiting
 
     def _prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
-        out = self._format(messages=messages)
+        out = self._format(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts are valid
         stop = out.stop if isinstance(out.stop, list) else [out.stop] if out.stop else []
         return out.prompt, [s for s in stop + [self._eos, "<|im_end|>", "<|endoftext|>"] if s]
 
