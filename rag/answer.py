@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from ingest.embed import get_embedder
-from ingest.errors import UserError
+from ingest.errors import SetupError, UserError
 from ingest.pipeline import IngestReport, Progress, sync
 from ingest.store import ChunkStore, DocRecord
 from rag.llm import LLM, Message, check_llm_id, get_llm
@@ -145,13 +145,28 @@ class Pipeline:
     def retriever(self) -> Retriever:
         with self._lock:
             if not self._synced:
-                self.ingest()
+                try:
+                    self.ingest()
+                except SetupError as e:
+                    if not self._has_index():
+                        raise
+                    # The folder changed but the store cannot take it (full disk, read-only): answer from the
+                    # index as it stands rather than not at all; `rag ingest` and the UI's button show the error.
+                    log.warning("%s; answering from the index as it was", e)
+                    self._synced = True
             if self._retriever is None:
                 self._retriever = Retriever(self.store, self.embedder)
             return self._retriever
 
+    def _has_index(self) -> bool:
+        try:
+            return self.store.count() > 0
+        except Exception:  # a store that cannot even be read has nothing to answer from
+            return False
+
     def documents(self) -> dict[str, DocRecord]:
-        return self.store.doc_records(with_text=True)
+        with self._lock:  # not while an ingest is rewriting the store
+            return self.store.doc_records(with_text=True)
 
     def llm(self) -> LLM:
         return get_llm(self.settings.llm, self.settings.model_dir, self.settings.n_ctx)
@@ -160,7 +175,10 @@ class Pipeline:
     def retrieve(self, question: str, history: list[Message] | None = None) -> Retrieval:
         query = f"{_history_text(history)} {question}".strip()
         s = self.settings
-        return self.retriever().retrieve(query, s.top_k, s.max_sources, s.context_chars)
+        # Under the lock that ingest() holds: a store that is being rewritten can lose a chunk between the two
+        # searches and the sentence lookup (Chroma then raises), or pair a new offset with an old text.
+        with self._lock:
+            return self.retriever().retrieve(query, s.top_k, s.max_sources, s.context_chars)
 
     def messages(self, question: str, sources: list[Source], history: list[Message] | None) -> list[Message]:
         lines = [f"[{s.number}] {' '.join(s.text.split())}" for s in sources]
@@ -199,7 +217,7 @@ class Pipeline:
         if _declines(raw):
             yield self._abstain(question, retrieval, timings, t0, prompt_tokens, llm.name)
             return
-        checked = check(raw, retrieval.sources, self.judge)
+        checked = check(raw, retrieval.sources, self.judge, question)
         timings["verify"] = time.perf_counter() - t_generated
         if not any(c.supported for c in checked) or not _answers_kind(question, [c.claim for c in checked
                                                                                  if c.supported]):

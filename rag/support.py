@@ -83,15 +83,23 @@ def _names(text: str) -> set[str]:
 FEATURES = ("recall", "numbers", "cosine", "names", "missing", "negation")
 
 
-def pair_features(claim: str, passage: str, cosine: float) -> tuple[float, ...]:
-    """The judge's features of a pair, in FEATURES order (each in [0, 1])."""
-    cw = set(content_words(claim))
+def pair_features(claim: str, passage: str, cosine: float, given: str = "") -> tuple[float, ...]:
+    """The judge's features of a pair, in FEATURES order (each in [0, 1]).
+
+    `given` is the question the claim answers: words, names and numbers the claim only repeats from it are the
+    reader's premise, not the claim's content, so the passage need not say them ("the biggest digital coin sank
+    to $66,000" answers a question about "the biggest digital coin" with "$66,000").
+    """
+    cw = set(content_words(claim)) - set(content_words(given))
     pw = set(content_words(passage))
-    recall = len(cw & pw) / len(cw) if cw else 0.0
-    missing = min(1.0, len(cw - pw) / 5)  # words the passage never says: an added fact, a swapped entity
-    nums = numbers(claim)
+    nums = numbers(claim) - numbers(given)
     num_ok = 1.0 if not nums else len(nums & numbers(passage)) / len(nums)
-    names = _names(claim)
+    if cw:
+        recall = len(cw & pw) / len(cw)
+    else:  # nothing but the question's own words: only a figure it adds can carry the answer
+        recall = 1.0 if nums else 0.0
+    missing = min(1.0, len(cw - pw) / 5)  # words the passage never says: an added fact, a swapped entity
+    names = _names(claim) - {w.lower() for w in re.findall(r"[\w.-]+", given)}
     plow = passage.lower()
     names_ok = 1.0 if not names else sum(n in plow for n in names) / len(names)
     negation = float(bool(_NEGATION.search(claim)) != bool(_NEGATION.search(passage)))
@@ -111,16 +119,17 @@ class SupportJudge:
         self.threshold = threshold
         self.weights = weights or WEIGHTS
 
-    def features(self, pairs: list[tuple[str, str]]) -> list[tuple[float, ...]]:
+    def features(self, pairs: list[tuple[str, str]], given: str = "") -> list[tuple[float, ...]]:
         if not pairs:
             return []
         texts = sorted({t for pair in pairs for t in pair})
         index = {t: i for i, t in enumerate(texts)}
         vecs = self.embedder.embed(texts)
-        return [pair_features(c, p, float(np.dot(vecs[index[c]], vecs[index[p]]))) for c, p in pairs]
+        return [pair_features(c, p, float(np.dot(vecs[index[c]], vecs[index[p]])), given) for c, p in pairs]
 
-    def scores(self, pairs: list[tuple[str, str]]) -> list[float]:
-        return [probability(f, self.weights) for f in self.features(pairs)]
+    def scores(self, pairs: list[tuple[str, str]], given: str = "") -> list[float]:
+        """Support probability of each (claim, passage); `given`: the question the claims answer, if any."""
+        return [probability(f, self.weights) for f in self.features(pairs, given)]
 
     def supports(self, claim: str, passages: list[str]) -> bool:
         """Do these passages together support the claim? (The judge an ALCE metric calls.)"""

@@ -42,6 +42,8 @@ _META = re.compile(r",?\s*\(?(?:as (?:stated|mentioned|noted|described|said) in|
 def strip_markers(text: str) -> str:
     """The sentence as a claim: no markers, no "as stated in source 4"."""
     out = _META.sub("", MARKER.sub("", text))
+    while (again := _META.sub("", MARKER.sub("", out))) != out:  # "[1[2]]" leaves "[1]": no marker may survive
+        out = again
     out = re.sub(r"\s+([.,;:!?])", r"\1", out)
     return re.sub(r"\s{2,}", " ", out).strip()
 
@@ -68,14 +70,14 @@ def _with_markers(claim: str, numbers: list[int]) -> str:
     return f"{claim[: m.start()]} {marks}{claim[m.start():]}" if m else f"{claim} {marks}"
 
 
-def check(answer: str, sources: list[Source], judge: SupportJudge) -> list[CheckedSentence]:
-    """Verify and repair the citations of each answer sentence."""
+def check(answer: str, sources: list[Source], judge: SupportJudge, question: str = "") -> list[CheckedSentence]:
+    """Verify and repair the citations of each answer sentence (of an answer to `question`)."""
     by_number = {s.number: s for s in sources}
     sentences = [(s, strip_markers(s), parse_markers(s)) for s in split_sentences(answer)]
     sentences = [t for t in sentences if t[1] and re.search(r"\w", t[1])]
     # Score every (sentence, source) pair in one batch: a repair may need any source.
     pairs = [(claim, src.text) for _, claim, _ in sentences for src in sources]
-    flat = judge.scores(pairs)
+    flat = judge.scores(pairs, question)
     n = len(sources)
     out = []
     for k, (_, claim, cited) in enumerate(sentences):
@@ -84,7 +86,7 @@ def check(answer: str, sources: list[Source], judge: SupportJudge) -> list[Check
         keep = [c for c in valid if score[c] >= judge.threshold]
         best_score = max((score[c] for c in keep), default=0.0)
         if not keep and len(valid) > 1:
-            joint = judge.scores([(claim, " ".join(by_number[c].text for c in valid))])[0]
+            joint = judge.scores([(claim, " ".join(by_number[c].text for c in valid))], question)[0]
             if joint >= judge.threshold:
                 keep, best_score = valid, joint
         if not keep and sources:
