@@ -55,6 +55,7 @@ class MiniLMEmbedder:
                 folder = self.model_dir()
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar on stderr
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError:

@@ -80,9 +80,13 @@ def load_document(path: Path) -> Document:
 
 
 def _lines(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each line, end excluding the newline."""
+    """(start, end) of each line, end excluding the newline.
+
+    Lines end at "\n" only, as they do for the chunker: `str.splitlines` also breaks at "\r", "\u2028" and
+    other separators, and a residue line found that way sat inside a chunker line, so it ended up in a chunk.
+    """
     out, pos = [], 0
-    for line in text.splitlines(keepends=True):
+    for line in re.findall(r"[^\n]*\n|[^\n]+$", text):
         stripped = line.rstrip("\r\n")
         out.append((pos, pos + len(stripped)))
         pos += len(line)
@@ -193,12 +197,12 @@ class _HTMLText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self.stack: list[bool] = []  # per open element: is it dropped?
+        self.stack: list[tuple[str, bool]] = []  # per open element: its tag, and is it dropped?
         self.title: list[str] = []
         self.in_title = False
 
     def _dropped(self) -> bool:
-        return any(self.stack)
+        return any(dropped for _, dropped in self.stack)
 
     def handle_starttag(self, tag, attrs):
         a = {k: (v or "") for k, v in attrs}
@@ -212,15 +216,26 @@ class _HTMLText(HTMLParser):
         if tag in self.BLOCK:
             self.parts.append("\n")
         if tag not in self.VOID:
-            self.stack.append(tag in self.DROP or hidden)
+            self.stack.append((tag, tag in self.DROP or hidden))
+
+    def handle_startendtag(self, tag, attrs):
+        # HTML ignores the slash of "<div hidden/>" on a non-void element: what follows is inside it, as a browser
+        # shows it, so a dropped element stays open (treating it as empty made the hidden text visible).
+        self.handle_starttag(tag, attrs)
+        if tag not in self.VOID and not (self.stack and self.stack[-1] == (tag, True)):
+            self.handle_endtag(tag)
 
     def handle_endtag(self, tag):
         if tag == "title":
             self.in_title = False
         if tag in self.VOID:
             return
-        if self.stack:
-            self.stack.pop()
+        # Close the matching open element and whatever was left open inside it; a stray end tag closes nothing.
+        # (Popping one element per end tag let a stray "</p>" inside a hidden <div> end the hiding.)
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                break
         if tag in self.BLOCK:
             self.parts.append("\n")
 

@@ -7,6 +7,7 @@ the numbered sources. Each source is an exact span of its document. This module 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -44,6 +45,10 @@ class Retriever:
 
     def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
         import bm25s
+
+        # bm25s sets its logger to DEBUG when imported, so every `rag ask` printed a debug line; it follows the
+        # application's logging configuration instead.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
         self.store = store
         self.embedder = embedder
