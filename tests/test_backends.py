@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag import Pipeline, SetupError, UserError
-from rag import model_files
+from rag import Pipeline, SetupError, UserError, model_files
 from rag.llm import OllamaLLM, get_llm
 
 from .ollama_standin import OllamaStandIn
