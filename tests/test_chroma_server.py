@@ -1,0 +1,118 @@
+"""`--store http://HOST:PORT` against a real Chroma server: `chroma run` on a free loopback port, killed at the end.
+
+Ingest, re-ingest and ask go through chromadb.HttpClient with no other code path changed; the fake model and
+embedder keep it fast. The server's data lives under tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rag import Pipeline, Settings, SetupError
+from rag.cli import main
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _heartbeat(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def chroma_url(tmp_path):
+    """A fresh server per test, so no test sees another's collections."""
+    exe = shutil.which("chroma")
+    if exe is None:
+        pytest.skip("the `chroma` command (installed with chromadb) is not on PATH")
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "chroma" / "server.log"
+    log.parent.mkdir()
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(
+            [exe, "run", "--path", str(log.parent / "data"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not _heartbeat(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chroma run did not answer its heartbeat: {log.read_text(errors='replace')[-800:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _settings(corpus: Path, store: str, tmp_path: Path) -> Settings:
+    return Settings(corpus=corpus, store=store, home=tmp_path / "home", llm="fake", embedder="fake")
+
+
+def test_ingest_and_ask_through_the_server(chroma_url, corpus, tmp_path):
+    settings = _settings(corpus, chroma_url, tmp_path)
+    pipe = Pipeline(settings)
+    first = pipe.ingest()
+    assert sorted(first.added) == sorted(p.stem for p in corpus.iterdir())
+    assert first.chunks_embedded == pipe.store.count() > 0
+
+    # The same store read back by a fresh client: records and chunk counts come from the server, not this process.
+    local = Pipeline(_settings(corpus, str(tmp_path / "local"), tmp_path))
+    local.ingest()
+    other = Pipeline(settings)
+    assert other.store.count() == local.store.count() == first.chunks_embedded
+    records = other.store.doc_records()
+    assert {d: r.n_chunks for d, r in records.items()} == {d: r.n_chunks for d, r in local.store.doc_records().items()}
+    assert not any(r.pending for r in records.values())
+
+    again = other.ingest()
+    assert again.chunks_embedded == 0 and len(again.unchanged) == len(first.added)
+
+    a = other.ask("How far did bitcoin fall after the leak?")
+    assert not a.abstained and a.citations and "66,000" in " ".join(c.quote for c in a.citations)
+    texts = other.documents()
+    for c in a.citations:
+        assert texts[c.doc_id].text[c.char_start : c.char_end] == c.quote
+
+
+def test_cli_store_flag_and_env_reach_the_server(chroma_url, corpus, tmp_path):
+    env = {"RAG_CORPUS": str(corpus), "RAG_HOME": str(tmp_path / "home"), "RAG_LLM": "fake", "RAG_EMBEDDER": "fake"}
+    runner = CliRunner()
+    ingest = runner.invoke(main, ["ingest", "--store", chroma_url], env=env)
+    assert ingest.exit_code == 0, ingest.output
+    assert re.search(r"\b3 added, 0 changed, 0 removed, 0 unchanged; [1-9]\d* chunks embedded", ingest.output)
+    question = "How far did bitcoin fall after the leak?"
+    asked = runner.invoke(main, ["ask", question], env={**env, "RAG_STORE": chroma_url})
+    assert asked.exit_code == 0, asked.output
+    assert "[1]" in asked.output and "66,000" in asked.output
+    assert not (tmp_path / "home" / "store").exists()  # nothing fell back to the local default store
+
+
+def test_a_server_that_is_down_says_how_to_start_one(tmp_path, corpus):
+    url = f"http://127.0.0.1:{_free_port()}"
+    with pytest.raises(SetupError, match="chroma run --path"):
+        Pipeline(_settings(corpus, url, tmp_path))
