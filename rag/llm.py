@@ -12,6 +12,7 @@ many prompt tokens a request costs; nothing here knows about retrieval or citati
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import os
 import re
@@ -93,6 +94,8 @@ class LlamaCppLLM:
         self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self._eos = eos
         self.lock = threading.Lock()  # public so callers can tell the UI that a request is waiting
+        # Free the model before the interpreter tears down llama_cpp's globals (else a noisy __del__ at exit).
+        atexit.register(self._llm.close)
 
     def _prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
         out = self._format(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts are valid
