@@ -143,7 +143,11 @@ def ui(host: str, port: int, share: bool, corpus, store, llm) -> None:
     launch(_settings(corpus=corpus, store=store, llm=llm), host=host, port=port, share=share)
 
 
-@main.command(name="eval", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+# `rag eval --help` and `rag bench --help` reach the sub-tool's own argument parser.
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@main.command(name="eval", context_settings=_PASS_THROUGH)
 @click.pass_context
 def eval_(ctx) -> None:
     """Score the pipeline on the gold question set (see `rag eval --help`)."""
@@ -154,7 +158,7 @@ def eval_(ctx) -> None:
     sys.exit(eval_main(ctx.args))
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(context_settings=_PASS_THROUGH)
 @click.pass_context
 def bench(ctx) -> None:
     """Measure speed and memory against the bare engines (see `rag bench --help`)."""
