@@ -13,8 +13,8 @@ What each section measures, on this machine, in this run:
            llama-cpp-python given the identical prompt with the same settings (greedy, same model file, n_ctx,
            threads, max_tokens); the model runs in two instances so neither reuses the other's prompt cache.
   process  fresh `rag` processes: cold start to the first answer (store already ingested, and on an empty store);
-           peak RSS (wait4 ru_maxrss) of `rag ingest` and `rag ask`; peak RSS (/proc VmHWM) of `rag ui` after it
-           answered one question over HTTP.
+           peak RSS (getrusage RUSAGE_CHILDREN) of `rag ingest` and `rag ask`; peak RSS (/proc VmHWM) of `rag ui`
+           after it answered one question over HTTP.
   growth   synthetic corpora (eval/synthetic.py): up to --embed-max chunks ingested with the real pipeline and
            embedder; at every size, seeded clustered vectors inserted straight into a Chroma store. Ingest time and
            retrieval p50/p95 at each size; Chroma's search against exact brute-force cosine (numpy), for speed and
@@ -426,17 +426,26 @@ def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: 
     rows = []
     for i, q in enumerate(questions):
         history = q.get("history") or []
+        # The bare run gets the prompt ask() builds (retrieval is deterministic), when ask() calls the model (the
+        # same test as Pipeline.stream). Every other question it goes first, so neither side always runs second.
+        question = clean_question(q["question"], s.max_question_chars)
+        retrieval = pipe.retrieve(question, history)
+        calls_model = bool(retrieval.sources) and retrieval.best_similarity >= s.min_relevance
+        messages = pipe.messages(question, retrieval.sources, history)
+        b = bare.generate(messages, s.max_tokens, s.seed) if bare is not None and calls_model and i % 2 else None
         ans, raw = _ask(pipe, q["question"], history)
+        if bare is not None and calls_model and not i % 2:
+            b = bare.generate(messages, s.max_tokens, s.seed)
         row = {"id": q.get("id", str(i)), "abstained": ans.abstained, "called_model": bool(ans.model),
-               "prompt_tokens": ans.prompt_tokens, **{k: ans.timings.get(k, 0.0) for k in
-                                                      ("retrieve", "first_token", "generate", "verify", "total")}}
-        if bare is not None and ans.model:
-            question = clean_question(q["question"], s.max_question_chars)
-            retrieval = pipe.retrieve(question, history)  # deterministic: the sources ask() just used
-            b = bare.generate(pipe.messages(question, retrieval.sources, history), s.max_tokens, s.seed)
+               "prompt_tokens": ans.prompt_tokens, "bare_first": bool(i % 2),
+               **{k: ans.timings.get(k, 0.0) for k in ("retrieve", "first_token", "generate", "verify", "total")}}
+        if b is not None and ans.model:
             row.update({"bare_first_token": b["first_token"], "bare_total": b["total"],
                         "bare_prompt_tokens": b["prompt_tokens"], "overhead_ratio": ans.timings["total"] / b["total"],
                         "same_text": b["text"].strip() == raw.strip()})
+        elif calls_model != bool(ans.model):
+            raise SetupError(f"{row['id']}: the bench expected ask() {'to' if calls_model else 'not to'} call the "
+                             "model; Pipeline.stream's abstention test has changed: update eval/bench.py")
         rows.append(row)
         log(f"  {row['id']}: total {row['total']:.2f}s, first token {row['first_token']:.2f}s"
             + (f", bare {row['bare_total']:.2f}s" if "bare_total" in row else ""))
@@ -465,7 +474,7 @@ def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: 
         "same_text": sum(r["same_text"] for r in compared),
         "how": "warm (one question asked and generated first, untimed); first token and total over questions "
                "that called the model; retrieve over all; overhead ratio = Answer.timings total / bare "
-               "tokenize+generate time for the identical prompt",
+               "tokenize+generate time for the identical prompt, the bare run first on every other question",
         "questions": rows,
     }
 
@@ -480,24 +489,34 @@ def _env(settings: Settings, store: str) -> dict:
     return env
 
 
+# Runs the command and reports its wall time and peak RSS. A child's ru_maxrss starts from the high-water mark of the
+# process that spawned it (Linux records the parent's RSS at exec), so the measured command is started from this
+# small launcher rather than from the bench, which holds two models and would lend it its own gigabytes.
+_LAUNCHER = """
+import json, resource, subprocess, sys, time
+t0 = time.perf_counter()
+code = subprocess.call(sys.argv[2:])
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+with open(sys.argv[1], "w") as f:
+    json.dump({"seconds": seconds, "exit_code": code, "peak_rss_bytes": peak}, f)
+"""
+
+
 def run_measured(cmd: list[str], env: dict, log_file: Path, timeout: float) -> dict:
-    """Run a command to its end: wall seconds, exit code and its peak RSS (wait4's ru_maxrss of that child)."""
+    """Run a command to its end: its wall seconds, exit code and peak RSS (RUSAGE_CHILDREN of a small launcher)."""
+    stats_file = log_file.with_suffix(".rusage.json")
     with open(log_file, "wb") as sink:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=sink, stderr=subprocess.STDOUT)
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > timeout:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.005)
-        seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"cmd": cmd[1:], "seconds": seconds, "exit_code": proc.returncode, "peak_rss_bytes": usage.ru_maxrss * 1024,
-            "output": log_file.read_text(encoding="utf-8", errors="replace")[-4000:]}
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(stats_file), *cmd], env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise SetupError(f"{' '.join(cmd[1:])} took longer than {timeout:.0f}s") from None
+    got = json.loads(stats_file.read_text(encoding="utf-8"))
+    return {"cmd": cmd[1:], **got, "output": log_file.read_text(encoding="utf-8", errors="replace")[-4000:]}
 
 
 def _rag(*args: str) -> list[str]:
@@ -538,7 +557,8 @@ def bench_process(settings: Settings, work: Path, args: argparse.Namespace, log)
         out["ui"] = measure_ui(settings, store, question, work, log)
     out["how"] = ("`python -m rag.cli ...` subprocesses with the bench's settings; cold start = spawn to exit of "
                   "`rag ask --json` (imports, model load from a warm page cache, store open and sync check, "
-                  "retrieval, generation, verification); peak RSS of ask and ingest from wait4 (ru_maxrss); "
+                  "retrieval, generation, verification); peak RSS of ask and ingest = ru_maxrss from "
+                  "getrusage(RUSAGE_CHILDREN) in a small launcher process (not the bench, whose RSS a child inherits); "
                   "the UI's from /proc/PID/status VmHWM after one answered question over HTTP (gradio_client)")
     return out
 
