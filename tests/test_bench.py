@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +132,16 @@ def test_brute_force_is_exact_and_search_stats_score_recall(tmp_path):
     assert stats["recall_at_10"] == 1.0 and stats["brute_recall_self"] == 1.0
     shuffled = ids[1:] + ids[:1]  # ids that no longer match the vectors: recall must drop
     assert bench.search_stats(store, vecs, shuffled, vecs[:20])["recall_at_10"] < 0.5
+
+
+def test_peak_rss_is_the_commands_own_not_the_benchs(tmp_path):
+    # A child's ru_maxrss starts from its parent's high-water mark; the launcher keeps that out of the figure.
+    ballast = np.ones(400 * 1024**2 // 8)  # 400 MB resident in this process while the command runs
+    child = "import numpy as np; a = np.ones(100 * 1024**2 // 8); print('done')"
+    r = bench.run_measured([sys.executable, "-c", child], dict(os.environ), tmp_path / "child.log", timeout=60)
+    assert r["exit_code"] == 0 and "done" in r["output"] and r["seconds"] > 0
+    assert 100 * 1024**2 < r["peak_rss_bytes"] < 300 * 1024**2
+    assert ballast.sum() > 0
 
 
 def test_targets_pass_and_miss():
