@@ -28,10 +28,11 @@ class Chunk:
     start: int
     end: int
     text: str
+    version: str = ""  # from the document's content hash: a changed document's chunks get new ids
 
     @property
     def chunk_id(self) -> str:
-        return f"{self.doc_id}::{self.index}"
+        return f"{self.doc_id}::{self.version}::{self.index}" if self.version else f"{self.doc_id}::{self.index}"
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -114,4 +115,5 @@ def chunk_document(doc: Document, max_chars: int = MAX_CHUNK_CHARS) -> list[Chun
             cur = (a, b)
     if cur:
         spans.append(cur)
-    return [Chunk(doc.doc_id, i, a, b, doc.text[a:b]) for i, (a, b) in enumerate(spans)]
+    version = doc.content_hash[:12]
+    return [Chunk(doc.doc_id, i, a, b, doc.text[a:b], version) for i, (a, b) in enumerate(spans)]

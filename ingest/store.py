@@ -3,8 +3,10 @@
 Three collections per embedder: `chunks_<embedder>` holds chunk texts, vectors (cosine space) and metadata;
 `sents_<embedder>` the vector and offsets of every sentence in a chunk, so that a question can be answered from
 the few sentences it needs rather than whole chunks;
-`docs_<embedder>` holds one record per document (its full text, title, hash, chunk count). A document record
-is written only after all of its chunks, and it is marked `pending` before they are touched, so a store that an
+`docs_<embedder>` holds one record per document (its full text, title, hash, chunk count). Chunk ids carry the
+document's content hash, so a changed document's new chunks are written beside the old ones, which are dropped
+only when all the new ones are in; a write that fails (a full disk) leaves the old version answering. A new
+document's record is marked `pending` before its chunks are written and completed after them, so a store that an
 interrupted ingest left behind is recognised and repaired by the next run. Chroma telemetry is off and Chroma's
 default embedding function (which downloads a model) is never used.
 """
@@ -109,9 +111,22 @@ class ChunkStore:
         self.delete_chunks(doc_id)
         self._docs.delete(ids=[doc_id])
 
-    def delete_chunks(self, doc_id: str) -> None:
-        self._sents.delete(where={"doc_id": doc_id})
-        self._chunks.delete(where={"doc_id": doc_id})
+    def delete_chunks(self, doc_id: str, keep: list[str] | None = None) -> None:
+        """Remove a document's chunks and their sentences, except the chunks whose ids are in `keep`."""
+        if not keep:
+            self._sents.delete(where={"doc_id": doc_id})
+            self._chunks.delete(where={"doc_id": doc_id})
+            return
+        stale = sorted(set(self._chunks.get(where={"doc_id": doc_id}, include=[])["ids"]) - set(keep))
+        if stale:
+            self._sents.delete(where={"chunk_id": {"$in": stale}})
+            self._chunks.delete(ids=stale)
+
+    def delete_ids(self, chunk_ids: list[str]) -> None:
+        """Remove these chunks and their sentences (ids that are not there are ignored)."""
+        if chunk_ids:
+            self._sents.delete(where={"chunk_id": {"$in": list(chunk_ids)}})
+            self._chunks.delete(ids=list(chunk_ids))
 
     # --- chunks ----------------------------------------------------------------------------------------------
     def add_chunks(self, ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[dict]) -> None:

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
 from ingest.store import ChunkStore
+from rag.guard import addresses_the_model
 from rag.support import content_words, stemmer
+
+log = logging.getLogger(__name__)
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 
@@ -66,6 +69,7 @@ class Retriever:
         n = max(1, len(self.texts))
         self._idf = {w: math.log(1 + n / d) for w, d in df.items()}
         self._lock = threading.Lock()  # bm25s retrieval is not documented as thread-safe
+        self._warned: set[str] = set()
 
     def _lexical(self, query: str, k: int) -> list[str]:
         import bm25s
@@ -116,7 +120,11 @@ class Retriever:
             length = meta["end"] - meta["start"]
             if len(picked) >= max_sources or (picked and used + length > budget):
                 continue
-            if length < 25 or is_heading(self._chunk_slice(meta)):  # a bare heading says little on its own
+            text = self._chunk_slice(meta)
+            if length < 25 or is_heading(text):  # a bare heading says little on its own
+                continue
+            if addresses_the_model(text):  # an order to the model is never handed to it (rag/guard.py)
+                self._warn(meta["doc_id"])
                 continue
             picked.append((score, meta))
             used += length
@@ -137,6 +145,12 @@ class Retriever:
                                   text=self._chunk_slice(meta), start=meta["start"], end=meta["end"],
                                   score=round(score, 4)))
         return sources, float(max(sims))
+
+    def _warn(self, doc_id: str) -> None:
+        if doc_id not in self._warned:
+            self._warned.add(doc_id)
+            log.warning("'%s' has sentences that give orders to the model (possible prompt injection); they are "
+                        "never used as sources", doc_id)
 
     def _chunk_slice(self, meta: dict) -> str:
         i = self._pos[meta["chunk_id"]]

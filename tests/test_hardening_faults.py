@@ -137,6 +137,43 @@ def test_full_disk_is_a_clear_error_and_the_old_index_still_answers(settings, co
     assert pipe.ingest().added == ["zebra"]
 
 
+def test_full_disk_while_a_changed_article_is_rewritten_keeps_its_old_version(settings, corpus, monkeypatch):
+    from chromadb.api.models.Collection import Collection
+
+    pipe = Pipeline(settings)
+    before = _fingerprint(pipe.ask(BITCOIN))
+    old_ids = sorted(pipe.store.all_chunks()[0])
+    doc_id = "000_91c71732e04b514a"
+    old_hash = pipe.store.doc_records()[doc_id].content_hash
+    path = corpus / f"{doc_id}.txt"
+    path.write_text(path.read_text(encoding="utf-8") + "\n\nA late update: the price recovered by Friday.\n",
+                    encoding="utf-8")
+    real_upsert, written = Collection.upsert, []
+
+    def fills_up(self, *args, **kwargs):  # the new chunks go in, then the disk is full for their sentences
+        if self.name.startswith("sents_"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(self.name)
+        return real_upsert(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "upsert", fills_up)
+    with pytest.raises(SetupError, match="No space left on device"):
+        pipe.ingest()
+    assert any(name.startswith("chunks_") for name in written), "part of the new version was written"
+    assert sorted(pipe.store.all_chunks()[0]) == old_ids, "the old version is whole and nothing of the new is left"
+    record = pipe.store.doc_records()[doc_id]
+    assert record.content_hash == old_hash and not record.pending
+    assert _fingerprint(pipe.ask(BITCOIN)) == before
+
+    monkeypatch.undo()  # space freed: the new version replaces the old one
+    assert pipe.ingest().changed == [doc_id]
+    new_ids = {c.chunk_id for c in chunk_document(load_document(path))}
+    ids = pipe.store.all_chunks()[0]
+    assert new_ids <= set(ids) and not (set(old_ids) & new_ids) and len(ids) == len(set(ids))
+    assert [i for i in ids if i.startswith(doc_id) and i not in new_ids] == [], "the old version is gone"
+    assert pipe.store.doc_records()[doc_id].content_hash != old_hash
+
+
 def _chattr(flag: str, path: Path) -> bool:
     try:
         return subprocess.run(["chattr", "-R", flag, str(path)], capture_output=True).returncode == 0

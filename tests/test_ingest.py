@@ -101,7 +101,7 @@ def test_interrupted_ingest_is_repaired_without_duplicates(tmp_path: Path, corpu
 
     store = _store(tmp_path)
     with pytest.raises(SetupError, match="run `rag ingest` again"):
-        sync(corpus, store, _CrashingEmbedder(fail_on=4))  # dies inside the second document
+        sync(corpus, store, _CrashingEmbedder(fail_on=2))  # dies inside the second document
     assert 0 < store.count() < clean.count()
     report = sync(corpus, store, FakeEmbedder())
     assert report.chunks_embedded > 0
