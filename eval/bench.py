@@ -46,9 +46,10 @@ from pathlib import Path
 import numpy as np
 
 from eval import synthetic
+from eval.cli import run_command
 from ingest.chunking import chunk_document, sentence_spans
 from ingest.embed import get_embedder
-from ingest.errors import RagError, SetupError, UserError
+from ingest.errors import SetupError, UserError
 from ingest.pipeline import IngestReport, load_folder, sync
 from ingest.store import ChunkStore
 from rag.answer import Answer, Pipeline, clean_question
@@ -105,15 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a bad flag (argparse has printed why)
-        return int(e.code or 0)
-    try:
-        return run(args, list(argv) if argv is not None else sys.argv[1:])
-    except RagError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), lambda args: run(args, list(argv) if argv is not None else sys.argv[1:]),
+                        argv)
 
 
 class _Log:

@@ -26,8 +26,9 @@ from pathlib import Path
 from eval import gates as gates_mod
 from eval import judge as judge_mod
 from eval import report
+from eval.cli import run_command
 from eval.metrics import aggregate, citation_metrics, score_answer
-from ingest.errors import RagError, UserError
+from ingest.errors import UserError
 
 GOLD = Path(__file__).resolve().parent / "gold"
 QUESTIONS = GOLD / "questions.jsonl"
@@ -60,15 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as e:  # --help, or a bad flag (argparse has printed why)
-        return int(e.code or 0)
-    try:
-        return calibrate(args) if args.calibrate else evaluate(args)
-    except RagError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), lambda args: calibrate(args) if args.calibrate else evaluate(args), argv)
 
 
 # ----------------------------------------------------------------------------- gold questions
