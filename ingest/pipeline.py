@@ -71,16 +71,97 @@ def load_folder(folder: Path, report: IngestReport) -> list[Document]:
     return docs
 
 
-def _write_batch(store: ChunkStore, embedder: Embedder, doc: Document, batch: list[Chunk]) -> None:
-    """Embed a batch of chunks and their sentences in one call (the encoder sorts by length), and store both."""
-    sents = [(c, i, a, b) for c in batch for i, (a, b) in enumerate(sentence_spans(doc.text, c.start, c.end))]
-    vectors = embedder.embed([c.text for c in batch] + [doc.text[a:b] for _, _, a, b in sents])
-    store.add_chunks(ids=[c.chunk_id for c in batch], vectors=vectors[: len(batch)], texts=[c.text for c in batch],
-                     metas=[{"doc_id": doc.doc_id, "title": doc.title, "start": c.start, "end": c.end,
-                             "index": c.index} for c in batch])
-    store.add_sentences(ids=[f"{c.chunk_id}::{i}" for c, i, _, _ in sents], vectors=vectors[len(batch) :],
-                        metas=[{"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b}
-                               for c, _, a, b in sents])
+CHUNKS_PER_WRITE = 64  # chunks (with their sentences) per Chroma write
+TEXTS_PER_ENCODE = 512  # texts per encoder call: sorted by length inside it, so batches pad little
+
+
+@dataclass
+class _Unit:
+    """Up to CHUNKS_PER_WRITE chunks of one document and their sentences: what one write stores."""
+
+    doc: Document
+    chunks: list[Chunk]  # all of the document's chunks
+    batch: list[Chunk]
+    sents: list[tuple[Chunk, int, int, int]]  # (chunk, index in chunk, start, end)
+    last: bool  # the document is whole once this is written
+
+    def texts(self) -> list[str]:
+        return [c.text for c in self.batch] + [self.doc.text[a:b] for _, _, a, b in self.sents]
+
+
+def _units(plans: list[tuple[Document, list[Chunk]]]) -> list[_Unit]:
+    units = []
+    for doc, chunks in plans:
+        for i in range(0, max(len(chunks), 1), CHUNKS_PER_WRITE):
+            batch = chunks[i : i + CHUNKS_PER_WRITE]
+            sents = [(c, j, a, b) for c in batch for j, (a, b) in enumerate(sentence_spans(doc.text, c.start, c.end))]
+            units.append(_Unit(doc, chunks, batch, sents, last=i + CHUNKS_PER_WRITE >= len(chunks)))
+    return units
+
+
+def _groups(units: list[_Unit]) -> list[list[_Unit]]:
+    """Consecutive units whose texts make one encoder call: bare `encode` speed needs calls of many texts (one
+    short document's chunks and sentences in a call of their own would be padded to its longest chunk)."""
+    groups: list[list[_Unit]] = []
+    size = 0
+    for unit in units:
+        n = len(unit.batch) + len(unit.sents)
+        if groups and size + n <= TEXTS_PER_ENCODE:
+            groups[-1].append(unit)
+            size += n
+        else:
+            groups.append([unit])
+            size = n
+    return groups
+
+
+def _write(store: ChunkStore, embedder: Embedder, plans: list[tuple[Document, list[Chunk]]], fresh: set[str],
+           progress: Progress | None) -> int:
+    """Embed and store the planned documents; returns the number of chunks embedded.
+
+    A new document is marked pending before its first chunk is written. A changed document's new chunks go in
+    beside its old ones, which are deleted only once the new version is whole; the record follows, so a kill
+    between the two leaves the old hash on record and the next run rewrites the document (with the same ids).
+    On an error, what got in of each unfinished document is taken out again."""
+    total = sum(len(chunks) for _, chunks in plans)
+    done = embedded = 0
+    started: dict[str, _Unit] = {}
+    try:
+        for group in _groups(_units(plans)):
+            vectors = embedder.embed([text for unit in group for text in unit.texts()])
+            offset = 0
+            for unit in group:
+                doc, n = unit.doc, len(unit.batch)
+                if doc.doc_id not in started:
+                    started[doc.doc_id] = unit
+                    if doc.doc_id in fresh:  # no old version to keep answering from: mark it half-written
+                        store.mark_pending(doc.doc_id)
+                if unit.batch:
+                    chunk_vecs = vectors[offset : offset + n]
+                    sent_vecs = vectors[offset + n : offset + n + len(unit.sents)]
+                    store.add_chunks(ids=[c.chunk_id for c in unit.batch], vectors=chunk_vecs,
+                                     texts=[c.text for c in unit.batch],
+                                     metas=[{"doc_id": doc.doc_id, "title": doc.title, "start": c.start,
+                                             "end": c.end, "index": c.index} for c in unit.batch])
+                    store.add_sentences(ids=[f"{c.chunk_id}::{j}" for c, j, _, _ in unit.sents], vectors=sent_vecs,
+                                        metas=[{"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b}
+                                               for c, _, a, b in unit.sents])
+                offset += n + len(unit.sents)
+                done += n
+                if progress:
+                    progress(done, total, doc.doc_id)
+                if unit.last:
+                    store.delete_chunks(doc.doc_id, keep=[c.chunk_id for c in unit.chunks])
+                    store.put_doc(DocRecord(doc_id=doc.doc_id, path=doc.path, title=doc.title, author=doc.author,
+                                            date=doc.date, content_hash=doc.content_hash, n_chunks=len(unit.chunks),
+                                            ingested_at=time.time(), text=doc.text, pending=False))
+                    embedded += len(unit.chunks)
+                    del started[doc.doc_id]
+    except BaseException:
+        for unit in started.values():
+            _drop_partial(store, unit.doc, unit.chunks, unit.doc.doc_id in fresh)
+        raise
+    return embedded
 
 
 def _drop_partial(store: ChunkStore, doc: Document, chunks: list[Chunk], fresh: bool) -> None:
@@ -121,28 +202,7 @@ def sync(folder: Path, store: ChunkStore, embedder: Embedder, progress: Progress
             store.delete_doc(doc_id)
             report.removed.append(doc_id)
         plans = [(doc, chunk_document(doc)) for doc in todo]
-        total = sum(len(chunks) for _, chunks in plans)
-        done = 0
-        for doc, chunks in plans:
-            fresh = doc.doc_id in report.added
-            if fresh:  # no old version to keep answering from: a record that says "half-written"
-                store.mark_pending(doc.doc_id)
-            try:
-                for i in range(0, len(chunks), 64):
-                    _write_batch(store, embedder, doc, chunks[i : i + 64])
-                    done += len(chunks[i : i + 64])
-                    if progress:
-                        progress(done, total, doc.doc_id)
-            except BaseException:
-                _drop_partial(store, doc, chunks, fresh)
-                raise
-            # The old version goes only now that the new one is whole; the record follows, so a kill between the
-            # two leaves the old hash on record, and the next run rewrites the document (its ids are the same).
-            store.delete_chunks(doc.doc_id, keep=[c.chunk_id for c in chunks])
-            store.put_doc(DocRecord(doc_id=doc.doc_id, path=doc.path, title=doc.title, author=doc.author,
-                                    date=doc.date, content_hash=doc.content_hash, n_chunks=len(chunks),
-                                    ingested_at=time.time(), text=doc.text, pending=False))
-            report.chunks_embedded += len(chunks)
+        report.chunks_embedded = _write(store, embedder, plans, set(report.added), progress)
     except (UserError, SetupError):
         raise
     except Exception as e:  # a read-only folder, a full disk, a server gone: the old records stay readable

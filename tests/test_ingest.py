@@ -95,7 +95,8 @@ class _CrashingEmbedder(FakeEmbedder):
         return super().embed(texts)
 
 
-def test_interrupted_ingest_is_repaired_without_duplicates(tmp_path: Path, corpus: Path):
+def test_interrupted_ingest_is_repaired_without_duplicates(tmp_path: Path, corpus: Path, monkeypatch):
+    monkeypatch.setattr("ingest.pipeline.TEXTS_PER_ENCODE", 1)  # one encoder call per document
     clean = ChunkStore(str(tmp_path / "clean"), "fake")
     sync(corpus, clean, FakeEmbedder())
 
@@ -138,3 +139,18 @@ def test_fake_embedder_is_deterministic_and_normalised():
     a = FakeEmbedder().embed(["bitcoin fell", "bitcoin fell", "something else entirely"])
     assert np.allclose(a[0], a[1]) and np.allclose(np.linalg.norm(a, axis=1), 1.0)
     assert float(a[0] @ a[2]) < 0.9
+
+
+def test_ingest_embeds_in_few_large_encoder_calls(tmp_path: Path, corpus: Path):
+    # Bare-encode speed needs many texts per call (the encoder sorts them by length, so batches pad little); one
+    # call per document would pad each short sentence to the document's longest chunk.
+    calls = []
+
+    class Counting(FakeEmbedder):
+        def embed(self, texts):
+            calls.append(len(texts))
+            return super().embed(texts)
+
+    report = sync(corpus, _store(tmp_path), Counting())
+    assert report.chunks_embedded > 30 and len(report.added) == 3
+    assert len(calls) == 1 and calls[0] > report.chunks_embedded, calls
