@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from ingest.embed import get_embedder
@@ -218,6 +218,12 @@ class Pipeline:
             yield self._abstain(question, retrieval, timings, t0, prompt_tokens, llm.name)
             return
         checked = check(raw, retrieval.sources, self.judge, question)
+        # A claim about something no article names ("Ethereum", when only bitcoin is covered) cannot be supported,
+        # however close its wording is to a passage about something else.
+        foreign = _foreign_names(question, self.retriever().knows)
+        for c in checked:
+            if c.supported and _names_the_foreign(c.claim, foreign):
+                c.supported, c.sources = False, []
         timings["verify"] = time.perf_counter() - t_generated
         if not any(c.supported for c in checked) or not _answers_kind(question, [c.claim for c in checked
                                                                                  if c.supported]):
@@ -255,15 +261,30 @@ _DECLINE = re.compile(r"NOT_FOUND|not (?:found|mentioned|provided|specified|stat
 
 
 _WANTS_NUMBER = re.compile(r"^\W*(?:and |so |but )?(?:how many|how much|what (?:number|percentage|share|price)|"
-                           r"what (?:is|was) the (?:number|price|cost|size|count)|when|in what year|on what date)\b",
-                           re.I)
+                           r"what (?:is|was) the (?:number|price|cost|size|count)|when|in what year|on what date|"
+                           r"what(?:'s| is| was| were| are)? (?:\S+ ){0,3}(?:score|rating)s?\b)", re.I)
 _NUMBERISH = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million"
                         r"|billion|yesterday|today|tomorrow|week|month|year|hours?|days?)\b", re.I)
+_WANTS_DURATION = re.compile(r"^\W*(?:and |so |but )?how long\b", re.I)
+_DURATION = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?|overnight)\b", re.I)
 
 
 def _answers_kind(question: str, supported: list[str]) -> bool:
-    """A question after a number or a date needs a supported sentence that has one, else it was not answered."""
+    """A question after a number, a date or a duration needs a supported sentence that gives one, else it was not
+    answered: "How long were the files exposed?" is not answered by "nearly 3,000 files were exposed"."""
+    if _WANTS_DURATION.search(question):
+        return any(_DURATION.search(s) for s in supported)
     return not _WANTS_NUMBER.search(question) or any(_NUMBERISH.search(s) for s in supported)
+
+
+def _foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:
+    """Names in the question (capitalised words past its first) that no article mentions at all."""
+    words = re.findall(r"[A-Za-z][\w.-]*", question)[1:]
+    return {w.lower().strip(".-") for w in words if w[0].isupper() and not known(w)}
+
+
+def _names_the_foreign(claim: str, foreign: set[str]) -> bool:
+    return any(w.strip(".-") in foreign for w in re.findall(r"[\w.-]+", claim.lower()))
 
 
 def _declines(text: str) -> bool:

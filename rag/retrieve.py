@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from dataclasses import dataclass
 
@@ -16,11 +17,12 @@ from ingest.chunking import is_heading
 from ingest.embed import Embedder
 from ingest.store import ChunkStore
 from rag.guard import addresses_the_model
-from rag.support import content_words, stemmer
+from rag.support import STOPWORDS, content_words, stemmer
 
 log = logging.getLogger(__name__)
 
-RRF_K = 60  # the usual reciprocal-rank-fusion constant
+RRF_K = 60
+_WORD = re.compile(r"[a-z0-9][\w.-]*")  # the usual reciprocal-rank-fusion constant
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,22 @@ class Retriever:
         self._idf = {w: math.log(1 + n / d) for w, d in df.items()}
         self._lock = threading.Lock()  # bm25s retrieval is not documented as thread-safe
         self._warned: set[str] = set()
+        self._words: set[str] | None = None  # every word of every document, read when first needed
+        self._prefixes: set[str] = set()
+
+    def knows(self, word: str) -> bool:
+        """Does any article use this word, or one that starts the same ("Chinese" for "China")? Every word of
+        every document counts, bylines and titles included; stopwords and very short words count as known."""
+        if self._words is None:
+            words: set[str] = set()
+            for rec in self.store.doc_records(with_text=True).values():
+                words.update(_WORD.findall(f"{rec.title} {rec.author} {rec.text}".lower()))
+            self._words = {w.strip(".-") for w in words}
+            self._prefixes = {w[:4] for w in self._words if len(w) >= 4}
+        w = word.lower().strip(".-")
+        if len(w) < 3 or w in STOPWORDS:
+            return True
+        return w in self._words or (len(w) >= 5 and w[:4] in self._prefixes)
 
     def _lexical(self, query: str, k: int) -> list[str]:
         import bm25s

@@ -73,6 +73,36 @@ def test_partially_supported_answer_flags_the_unsupported_sentence(settings, mon
     assert "66,000" in a.citations[0].quote
 
 
+def test_a_claim_about_something_no_article_names_is_not_supported(settings, monkeypatch):
+    # The bitcoin passage supports "$66,000" word for word; the corpus never mentions Ethereum.
+    pipe = _with_llm(settings, monkeypatch, "Ethereum dropped to $66,000 after the leak [1].")
+    assert pipe.ask("How much did Ethereum drop after the leak?").abstained
+    pipe = _with_llm(settings, monkeypatch, "Bitcoin dropped to $66,000 after the leak [1].")
+    a = pipe.ask("How much did Bitcoin drop after the leak?")
+    assert not a.abstained and "66,000" in a.citations[0].quote
+
+
+def test_known_names_come_from_every_word_of_every_article(settings):
+    from rag.answer import _foreign_names
+
+    knows = Pipeline(settings).retriever().knows
+    assert knows("Wysiecki"), "a byline is left out of chunks but is still the article's word"
+    assert knows("Chinese"), "the corpus says China: a word that starts the same counts"
+    assert not knows("Ethereum") and not knows("Nvidia")
+    assert _foreign_names("How much did Ethereum and Bitcoin drop after Anthropic's leak?", knows) == {"ethereum"}
+
+
+@pytest.mark.parametrize("question,reply,abstains", [
+    ("What was the score on SWE-bench?", "The documents describe dramatically higher scores on benchmarks.", True),
+    ("How long were the documents exposed?", "Nearly 3,000 internal documents were exposed.", True),
+    ("How long has the author worked in the industry?", "He has worked in the industry for 30 years.", False),
+])
+def test_a_question_after_a_score_or_a_duration_needs_one(question, reply, abstains):
+    from rag.answer import _answers_kind
+
+    assert _answers_kind(question, [reply]) is not abstains  # replies are claims: markers already stripped
+
+
 @pytest.mark.parametrize("question,match", [("", "empty"), ("   \n\t ", "empty"), ("x" * 4001, "4,000")])
 def test_bad_questions_are_user_errors(settings, question, match):
     with pytest.raises(UserError, match=match):
