@@ -426,7 +426,7 @@ def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: 
         # same test as Pipeline.stream). Every other question it goes first, so neither side always runs second.
         question = clean_question(q["question"], s.max_question_chars)
         retrieval = pipe.retrieve(question, history)
-        calls_model = bool(retrieval.sources) and retrieval.best_similarity >= s.min_relevance
+        calls_model = retrieval.relevant(s.min_relevance, s.min_overlap)
         messages = pipe.messages(question, retrieval.sources, history)
         b = bare.generate(messages, s.max_tokens, s.seed) if bare is not None and calls_model and i % 2 else None
         ans, raw = _ask(pipe, q["question"], history)

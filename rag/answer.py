@@ -197,7 +197,7 @@ class Pipeline:
         retrieval = self.retrieve(question, history)
         t_retrieved = time.perf_counter()
         timings = {"retrieve": t_retrieved - t0, "first_token": 0.0, "generate": 0.0, "verify": 0.0}
-        if not retrieval.sources or retrieval.best_similarity < s.min_relevance:
+        if not retrieval.relevant(s.min_relevance, s.min_overlap):
             yield self._abstain(question, retrieval, timings, t0, prompt_tokens=0)
             return
 
@@ -261,7 +261,8 @@ _DECLINE = re.compile(r"NOT_FOUND|not (?:found|mentioned|provided|specified|stat
 
 
 _WANTS_NUMBER = re.compile(r"^\W*(?:and |so |but )?(?:how many|how much|what (?:number|percentage|share|price)|"
-                           r"what (?:is|was) the (?:number|price|cost|size|count)|when|in what year|on what date|"
+                           r"what (?:is|was) the (?:number|price|cost|size|count)(?= of| for| to| at| in|\W*$)|"
+                           r"when|in what year|on what date|"
                            r"what(?:'s| is| was| were| are)? (?:\S+ ){0,3}(?:score|rating)s?\b)", re.I)
 _NUMBERISH = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million"
                         r"|billion|yesterday|today|tomorrow|week|month|year|hours?|days?)\b", re.I)

@@ -43,6 +43,11 @@ class Retrieval:
     sources: list[Source]
     best_similarity: float  # best dense cosine between the query and any chunk or sentence considered
     chunk_ids: list[str]
+    best_overlap: float = 0.0  # most of the query's content words (IDF-weighted) that one sentence has
+
+    def relevant(self, min_similarity: float, min_overlap: float) -> bool:
+        """Worth asking the model: near in meaning, or a sentence that has most of the question's words."""
+        return bool(self.sources) and (self.best_similarity >= min_similarity or self.best_overlap >= min_overlap)
 
 
 class Retriever:
@@ -112,13 +117,14 @@ class Retriever:
         # Every candidate of either search goes on to sentence scoring, best fused first.
         chunk_ids = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])]
         best = max((sim for _, sim in dense), default=0.0)
-        sources, best_sent = self._windows(qvec, query, chunk_ids, fused, max_sources, budget_chars)
-        return Retrieval(sources=sources, best_similarity=max(best, best_sent), chunk_ids=chunk_ids)
+        sources, best_sent, overlap = self._windows(qvec, query, chunk_ids, fused, max_sources, budget_chars)
+        return Retrieval(sources=sources, best_similarity=max(best, best_sent), chunk_ids=chunk_ids,
+                         best_overlap=overlap)
 
-    def _windows(self, qvec, query, chunk_ids, fused, max_sources, budget) -> tuple[list[Source], float]:
+    def _windows(self, qvec, query, chunk_ids, fused, max_sources, budget) -> tuple[list[Source], float, float]:
         metas, vecs = self.store.sentences_of(chunk_ids)
         if not metas:
-            return [], 0.0
+            return [], 0.0, 0.0
         chunk_rank = {cid: r for r, cid in enumerate(chunk_ids)}
         qwords = set(content_words(query))
         qwords = {w for w in qwords if w in self._idf}  # a word no chunk has cannot tell sentences apart
@@ -129,12 +135,12 @@ class Retriever:
             text = self._chunk_slice(meta)
             overlap = sum(self._idf[w] for w in qwords & set(content_words(text))) / qweight
             prior = 0.05 * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
-            scored.append((float(sim) + 0.3 * overlap + prior, float(sim), meta))
+            scored.append((float(sim) + 0.3 * overlap + prior, float(sim), meta, overlap))
         scored.sort(key=lambda t: -t[0])
 
         picked: list[tuple[float, dict]] = []
         used = 0
-        for score, _, meta in scored:
+        for score, _, meta, _ in scored:
             length = meta["end"] - meta["start"]
             if len(picked) >= max_sources or (picked and used + length > budget):
                 continue
@@ -162,7 +168,7 @@ class Retriever:
             sources.append(Source(number=n, doc_id=meta["doc_id"], title=self._title(meta["chunk_id"]),
                                   text=self._chunk_slice(meta), start=meta["start"], end=meta["end"],
                                   score=round(score, 4)))
-        return sources, float(max(sims))
+        return sources, float(max(sims)), max((t[3] for t in scored), default=0.0) if qwords else 0.0
 
     def _warn(self, doc_id: str) -> None:
         if doc_id not in self._warned:

@@ -139,3 +139,13 @@ def test_corpus_changes_are_picked_up_on_reingest(settings, corpus):
     a = pipe.ask("How many zebras were counted at the zoo?")
     assert not a.abstained and any("4,242" in c.quote for c in a.citations)
     assert a.citations[0].title == "Zebra news"
+
+
+def test_a_question_is_worth_a_model_call_when_near_in_meaning_or_in_words(settings):
+    pipe = Pipeline(settings)
+    on_topic = pipe.retrieve("After how many years in this industry were leaked roadmaps just marketing?")
+    off_topic = pipe.retrieve("Quel temps fera-t-il demain à Lyon?")
+    assert on_topic.best_overlap >= 0.6 > off_topic.best_overlap
+    assert on_topic.relevant(min_similarity=1.5, min_overlap=0.6), "its words alone make it worth asking"
+    assert not off_topic.relevant(min_similarity=1.5, min_overlap=0.6)
+    assert not on_topic.relevant(min_similarity=1.5, min_overlap=1.01)

@@ -201,7 +201,7 @@ def test_backend_failure_mid_answer_restores_the_chat(settings, monkeypatch):
 
 
 def test_abstention_looks_like_one_and_lists_the_closest_passages(settings):
-    strict = settings.model_copy(update={"min_relevance": 1.5})  # nothing is relevant enough: always abstains
+    strict = settings.model_copy(update={"min_relevance": 1.5, "min_overlap": 1.5})  # nothing is relevant enough
     final = run(strict, QUESTION)[-1]
     answer = final.turns[0].answer
     assert answer.abstained and answer.closest
