@@ -47,19 +47,19 @@ from pathlib import Path
 import numpy as np
 
 from eval import synthetic
-from eval.cli import run_command
+from eval.cli import run_command, run_folder
+from eval.run import QUESTIONS, load_questions
 from ingest.chunking import chunk_document, sentence_spans
 from ingest.embed import FakeEmbedder, get_embedder
 from ingest.errors import SetupError, UserError
 from ingest.pipeline import IngestReport, load_folder, sync
 from ingest.store import ChunkStore
 from rag.answer import Answer, Pipeline, clean_question
-from rag.llm import FakeLLM, check_llm_id
+from rag.llm import FakeLLM, LlamaCppLLM, check_llm_id
 from rag.model_files import MODELS, ensure_model
 from rag.retrieve import Retriever
 from rag.settings import Settings
 
-QUESTIONS = Path(__file__).resolve().parent / "gold" / "questions.jsonl"
 SECTIONS = ("ingest", "query", "process", "growth")
 GB = 1024**3
 
@@ -132,8 +132,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     sizes = _sizes(args.growth or ("1000" if quick else "1000,10000,100000"))
     if args.questions is not None and args.questions < 1:
         raise UserError("--questions must be at least 1")
-    out = args.out or Path("runs") / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
-    out.mkdir(parents=True, exist_ok=True)
+    out = run_folder(args.out, "bench")
     log = _Log(args.quiet)
     result: dict = {"meta": _meta(settings, quick, argv)}
     work_ctx = tempfile.TemporaryDirectory(prefix="rag-bench-") if args.work is None else None
@@ -324,40 +323,28 @@ def bench_ingest(settings: Settings, work: Path, repeat: int, log, profile_dir: 
 
 
 # ----------------------------------------------------------------------------- query
-def load_questions(path: Path, n: int | None) -> list[dict]:
-    if not path.is_file():
-        raise UserError(f"no gold questions at {path}: pass --questions-file PATH")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def spaced_questions(path: Path, n: int | None) -> list[dict]:
+    """The gold questions, or n of them evenly spaced through the file (the first alone when n is 1)."""
+    rows = load_questions(path)
     if n is not None and n < len(rows):
         rows = [rows[round(i * (len(rows) - 1) / max(1, n - 1))] for i in range(n)] if n > 1 else rows[:1]
     return rows
 
 
 class BareLlama:
-    """llama-cpp-python on its own: the same GGUF, n_ctx, threads, batch, chat template, stops and sampling as
-    rag/llm.py's LlamaCppLLM, but a separate instance (its own prompt cache) and no retrieval or verification."""
+    """llama-cpp-python on its own: a second LlamaCppLLM (same GGUF, n_ctx, threads, batch, chat template and stops
+    as ours, but its own prompt cache) whose llama.cpp handle is called directly, with no lock, retrieval or
+    verification around it."""
 
     def __init__(self, model_path: Path, n_ctx: int) -> None:
-        from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        self.llm = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=os.cpu_count(), n_batch=512,
-                         verbose=False)
-        eos = self.llm._model.token_get_text(self.llm.token_eos()) if self.llm.token_eos() >= 0 else ""
-        bos = self.llm._model.token_get_text(self.llm.token_bos()) if self.llm.token_bos() >= 0 else ""
-        self.format = Jinja2ChatFormatter(template=self.llm.metadata["tokenizer.chat_template"], eos_token=eos,
-                                          bos_token=bos)
-        self.eos = eos
+        self.model = LlamaCppLLM(model_path, n_ctx)
 
     def generate(self, messages: list[dict], max_tokens: int, seed: int) -> dict:
-        out = self.format(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts are valid
-        stop = out.stop if isinstance(out.stop, list) else [out.stop] if out.stop else []
-        stop = [s for s in stop + [self.eos, "<|im_end|>", "<|endoftext|>"] if s]
         t0 = time.perf_counter()
-        tokens = self.llm.tokenize(out.prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens, stop = self.model.encode(messages)
         first, parts = None, []
-        for part in self.llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, seed=seed, stop=stop,
-                                               stream=True, top_k=1, repeat_penalty=1.0):
+        for part in self.model.llama.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, seed=seed,
+                                                       stop=stop, stream=True, top_k=1, repeat_penalty=1.0):
             text = part["choices"][0]["text"]  # type: ignore[index]  # stream=True yields chunks
             if text and first is None:
                 first = time.perf_counter() - t0
@@ -407,7 +394,7 @@ def _ask(pipe: Pipeline, question: str, history: list) -> tuple[Answer, str]:
 
 def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: Path | None) -> dict:
     n = args.questions if args.questions is not None else (5 if args.quick else None)
-    questions = load_questions(args.questions_file, n)
+    questions = spaced_questions(args.questions_file, n)
     pipe = Pipeline(settings)
     report = pipe.ingest()
     bare = bare_llm(settings)
@@ -470,7 +457,7 @@ def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: 
         "same_text": sum(r["same_text"] for r in compared),
         "how": "warm (one question asked and generated first, untimed); first token and total over questions "
                "that called the model; retrieve over all; overhead ratio = Answer.timings total / bare "
-               "tokenize+generate time for the identical prompt, the bare run first on every other question",
+               "template+tokenize+generate time for the identical prompt, the bare run first on every other question",
         "questions": rows,
     }
 
@@ -520,7 +507,7 @@ def _rag(*args: str) -> list[str]:
 
 
 def bench_process(settings: Settings, work: Path, args: argparse.Namespace, log) -> dict:
-    questions = load_questions(args.questions_file, 1)
+    questions = spaced_questions(args.questions_file, 1)
     question = questions[0]["question"]
     store = str(work / "process-store")
     timeout = 600.0

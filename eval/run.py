@@ -26,7 +26,7 @@ from pathlib import Path
 from eval import gates as gates_mod
 from eval import judge as judge_mod
 from eval import report
-from eval.cli import run_command
+from eval.cli import run_command, run_folder
 from eval.metrics import aggregate, citation_metrics, score_answer
 from ingest.errors import UserError
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 # ----------------------------------------------------------------------------- gold questions
 def load_questions(path: Path) -> list[dict]:
     if not path.is_file():
-        raise UserError(f"no gold questions at {path}: pass --questions PATH")
+        raise UserError(f"no gold questions at {path}: pass the path of a gold questions JSONL file")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -215,18 +215,6 @@ def _settings(args):
     return Settings.from_env(llm=args.llm, corpus=args.corpus, store=args.store)
 
 
-def _run_folder(out: Path | None, prefix: str) -> Path:
-    if out is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{prefix}-{stamp}"
-        n = 1
-        while out.exists():
-            n += 1
-            out = Path("runs") / f"{prefix}-{stamp}-{n}"
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def evaluate(args) -> int:
     from rag import pipeline
 
@@ -242,7 +230,7 @@ def evaluate(args) -> int:
     k = args.k or settings.max_sources
     judge = judge_mod.LLMJudge(pipe.llm()) if args.judge == "llm" else pipe.judge
     judge_name = judge.name if isinstance(judge, judge_mod.LLMJudge) else "support"
-    out = _run_folder(args.out, "eval")
+    out = run_folder(args.out, "eval")
     if not args.quiet:
         print(f"rag eval: {len(questions)} questions with {settings.llm} -> {out}", file=sys.stderr)
 
@@ -340,7 +328,7 @@ def calibrate(args) -> int:
 
     result = judge_mod.calibrate(pairs, pipe.judge.features, threshold=pipe.judge.threshold, llm_judge=llm_judge,
                                  llm_pairs=args.limit, progress=progress)
-    out = _run_folder(args.out, "calibrate")
+    out = run_folder(args.out, "calibrate")
     text = judge_mod.calibration_text(result)
     report.write_json(out / "calibration.json", result)
     (out / "calibration.md").write_text(f"# Support judge calibration\n\n```\n{text}\n```\n", encoding="utf-8")

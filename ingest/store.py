@@ -117,10 +117,7 @@ class ChunkStore:
             self._sents.delete(where={"doc_id": doc_id})
             self._chunks.delete(where={"doc_id": doc_id})
             return
-        stale = sorted(set(self._chunks.get(where={"doc_id": doc_id}, include=[])["ids"]) - set(keep))
-        if stale:
-            self._sents.delete(where={"chunk_id": {"$in": stale}})
-            self._chunks.delete(ids=stale)
+        self.delete_ids(sorted(set(self._chunks.get(where={"doc_id": doc_id}, include=[])["ids"]) - set(keep)))
 
     def delete_ids(self, chunk_ids: list[str]) -> None:
         """Remove these chunks and their sentences (ids that are not there are ignored)."""

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 from ingest.embed import get_embedder
@@ -217,13 +217,7 @@ class Pipeline:
         if _declines(raw):
             yield self._abstain(question, retrieval, timings, t0, prompt_tokens, llm.name)
             return
-        checked = check(raw, retrieval.sources, self.judge, question)
-        # A claim about something no article names ("Ethereum", when only bitcoin is covered) cannot be supported,
-        # however close its wording is to a passage about something else.
-        foreign = _foreign_names(question, self.retriever().knows)
-        for c in checked:
-            if c.supported and _names_the_foreign(c.claim, foreign):
-                c.supported, c.sources = False, []
+        checked = check(raw, retrieval.sources, self.judge, question, self.retriever().knows)
         timings["verify"] = time.perf_counter() - t_generated
         if not any(c.supported for c in checked) or not _answers_kind(question, [c.claim for c in checked
                                                                                  if c.supported]):
@@ -276,16 +270,6 @@ def _answers_kind(question: str, supported: list[str]) -> bool:
     if _WANTS_DURATION.search(question):
         return any(_DURATION.search(s) for s in supported)
     return not _WANTS_NUMBER.search(question) or any(_NUMBERISH.search(s) for s in supported)
-
-
-def _foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:
-    """Names in the question (capitalised words past its first) that no article mentions at all."""
-    words = re.findall(r"[A-Za-z][\w.-]*", question)[1:]
-    return {w.lower().strip(".-") for w in words if w[0].isupper() and not known(w)}
-
-
-def _names_the_foreign(claim: str, foreign: set[str]) -> bool:
-    return any(w.strip(".-") in foreign for w in re.findall(r"[\w.-]+", claim.lower()))
 
 
 def _declines(text: str) -> bool:

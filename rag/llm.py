@@ -80,39 +80,39 @@ class LlamaCppLLM:
         self.name = f"llamacpp:{model_path.name}"
         self.model_path = model_path
         try:
-            self._llm = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                              n_batch=512, verbose=False)
+            self.llama = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
+                               n_batch=512, verbose=False)  # the llama_cpp handle (eval/bench.py times it bare)
         except (ValueError, RuntimeError) as e:
             raise SetupError(f"llama.cpp could not load {model_path} ({e}): check that it is a GGUF model") from None
-        meta = self._llm.metadata
+        meta = self.llama.metadata
         template = meta.get("tokenizer.chat_template")
         if not template:
             raise SetupError(f"{model_path} has no chat template: use an instruct/chat GGUF model")
-        vocab = self._llm._model
-        eos = vocab.token_get_text(self._llm.token_eos()) if self._llm.token_eos() >= 0 else ""
-        bos = vocab.token_get_text(self._llm.token_bos()) if self._llm.token_bos() >= 0 else ""
+        vocab = self.llama._model
+        eos = vocab.token_get_text(self.llama.token_eos()) if self.llama.token_eos() >= 0 else ""
+        bos = vocab.token_get_text(self.llama.token_bos()) if self.llama.token_bos() >= 0 else ""
         self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self._eos = eos
         self.lock = threading.Lock()  # public so callers can tell the UI that a request is waiting
         # Free the model before the interpreter tears down llama_cpp's globals (else a noisy __del__ at exit).
-        atexit.register(self._llm.close)
+        atexit.register(self.llama.close)
 
-    def _prompt(self, messages: list[Message]) -> tuple[str, list[str]]:
+    def encode(self, messages: list[Message]) -> tuple[list[int], list[str]]:
+        """The prompt's tokens under the model's chat template, and the strings that end a reply."""
         out = self._format(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts are valid
         stop = out.stop if isinstance(out.stop, list) else [out.stop] if out.stop else []
-        return out.prompt, [s for s in stop + [self._eos, "<|im_end|>", "<|endoftext|>"] if s]
+        tokens = self.llama.tokenize(out.prompt.encode("utf-8"), add_bos=False, special=True)
+        return tokens, [s for s in stop + [self._eos, "<|im_end|>", "<|endoftext|>"] if s]
 
     def prompt_tokens(self, messages):
-        prompt, _ = self._prompt(messages)
-        return len(self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))
+        return len(self.encode(messages)[0])
 
     def stream(self, messages, *, max_tokens, temperature, seed):
-        prompt, stop = self._prompt(messages)
-        tokens = self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens, stop = self.encode(messages)
         with self.lock:
-            for part in self._llm.create_completion(tokens, max_tokens=max_tokens, temperature=temperature,
-                                                    seed=seed, stop=stop, stream=True, top_k=1 if temperature == 0
-                                                    else 40, repeat_penalty=1.0):
+            for part in self.llama.create_completion(tokens, max_tokens=max_tokens, temperature=temperature,
+                                                     seed=seed, stop=stop, stream=True, top_k=1 if temperature == 0
+                                                     else 40, repeat_penalty=1.0):
                 text = part["choices"][0]["text"]
                 if text:
                     yield text

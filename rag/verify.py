@@ -10,6 +10,7 @@ renumbered by first appearance, so a reader sees [1], [2], ... in order. Nothing
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingest.chunking import sentence_spans
@@ -70,9 +71,25 @@ def _with_markers(claim: str, numbers: list[int]) -> str:
     return f"{claim[: m.start()]} {marks}{claim[m.start():]}" if m else f"{claim} {marks}"
 
 
-def check(answer: str, sources: list[Source], judge: SupportJudge, question: str = "") -> list[CheckedSentence]:
-    """Verify and repair the citations of each answer sentence (of an answer to `question`)."""
+def foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:
+    """Names in the question (capitalised words past its first) that `known` says no article uses."""
+    words = re.findall(r"[A-Za-z][\w.-]*", question)[1:]
+    return {w.lower().strip(".-") for w in words if w[0].isupper() and not known(w)}
+
+
+def _names_any(claim: str, names: set[str]) -> bool:
+    return any(w.strip(".-") in names for w in re.findall(r"[\w.-]+", claim.lower()))
+
+
+def check(answer: str, sources: list[Source], judge: SupportJudge, question: str = "",
+          known: Callable[[str], bool] | None = None) -> list[CheckedSentence]:
+    """Verify and repair the citations of each answer sentence (of an answer to `question`).
+
+    `known` tells whether any article uses a word: a sentence that names something from the question that no
+    article mentions ("Ethereum", when only bitcoin is covered) is unsupported, however close its wording is to a
+    passage about something else."""
     by_number = {s.number: s for s in sources}
+    foreign = foreign_names(question, known) if known else set()
     sentences = [(s, strip_markers(s), parse_markers(s)) for s in split_sentences(answer)]
     sentences = [t for t in sentences if t[1] and re.search(r"\w", t[1])]
     # Score every (sentence, source) pair in one batch: a repair may need any source.
@@ -83,22 +100,32 @@ def check(answer: str, sources: list[Source], judge: SupportJudge, question: str
     for k, (_, claim, cited) in enumerate(sentences):
         score = {src.number: flat[k * n + j] for j, src in enumerate(sources)}
         valid = list(dict.fromkeys(c for c in cited if c in by_number))
-        keep = [c for c in valid if score[c] >= judge.threshold]
-        best_score = max((score[c] for c in keep), default=0.0)
-        if not keep and len(valid) > 1:
-            joint = judge.scores([(claim, " ".join(by_number[c].text for c in valid))], question)[0]
-            if joint >= judge.threshold:
-                keep, best_score = valid, joint
-        if not keep and sources:
-            best = max(sources, key=lambda s: score[s.number])
-            if score[best.number] >= judge.threshold:
-                keep, best_score = [best.number], score[best.number]
+        keep, best_score = ([], 0.0) if _names_any(claim, foreign) else _supporting(claim, valid, score, by_number,
+                                                                                   judge, question)
         supported = bool(keep)
         if not supported:
             best_score = max(score.values(), default=0.0)
         out.append(CheckedSentence(text=claim, claim=claim, sources=keep, supported=supported,
                                    score=round(best_score, 4), repaired=keep != cited))
     return out
+
+
+def _supporting(claim: str, valid: list[int], score: dict[int, float], by_number: dict[int, Source],
+                judge: SupportJudge, question: str) -> tuple[list[int], float]:
+    """The sources to cite for a claim, and their support: the cited ones that support it (alone, or else
+    together), else the single best source if it does; none when nothing does."""
+    keep = [c for c in valid if score[c] >= judge.threshold]
+    if keep:
+        return keep, max(score[c] for c in keep)
+    if len(valid) > 1:
+        joint = judge.scores([(claim, " ".join(by_number[c].text for c in valid))], question)[0]
+        if joint >= judge.threshold:
+            return valid, joint
+    if score:
+        best = max(score, key=lambda number: score[number])
+        if score[best] >= judge.threshold:
+            return [best], score[best]
+    return [], 0.0
 
 
 def render(sentences: list[CheckedSentence]) -> tuple[str, dict[int, int]]:

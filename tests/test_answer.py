@@ -83,13 +83,13 @@ def test_a_claim_about_something_no_article_names_is_not_supported(settings, mon
 
 
 def test_known_names_come_from_every_word_of_every_article(settings):
-    from rag.answer import _foreign_names
+    from rag.verify import foreign_names
 
     knows = Pipeline(settings).retriever().knows
     assert knows("Wysiecki"), "a byline is left out of chunks but is still the article's word"
     assert knows("Chinese"), "the corpus says China: a word that starts the same counts"
     assert not knows("Ethereum") and not knows("Nvidia")
-    assert _foreign_names("How much did Ethereum and Bitcoin drop after Anthropic's leak?", knows) == {"ethereum"}
+    assert foreign_names("How much did Ethereum and Bitcoin drop after Anthropic's leak?", knows) == {"ethereum"}
 
 
 @pytest.mark.parametrize("question,reply,abstains", [

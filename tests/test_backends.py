@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,11 @@ import pytest
 from rag import Pipeline, SetupError, UserError, model_files
 from rag.llm import OllamaLLM, get_llm
 
+from .conftest import free_port
 from .ollama_standin import OllamaStandIn
 
 MSGS = [{"role": "system", "content": "Answer from sources."},
         {"role": "user", "content": "Sources:\n[1] Bitcoin slid to $66,000. More text.\n\nQuestion: bitcoin?"}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_unknown_ids_and_missing_files_are_user_errors(tmp_path):
@@ -55,7 +49,7 @@ def test_ask_through_ollama_gives_a_verified_answer(settings, monkeypatch):
 
 
 def test_ollama_errors_say_what_to_do(monkeypatch):
-    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{_free_port()}")  # nothing listens there
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
     with pytest.raises(SetupError, match="cannot reach Ollama.*ollama serve"):
         "".join(OllamaLLM("qwen2.5:1.5b").stream(MSGS, max_tokens=5, temperature=0, seed=0))
     with OllamaStandIn() as server:  # stand-in for Ollama

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -22,11 +21,7 @@ from click.testing import CliRunner
 from rag import Pipeline, Settings, SetupError
 from rag.cli import main
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import free_port
 
 
 def _heartbeat(url: str) -> bool:
@@ -43,7 +38,7 @@ def chroma_url(tmp_path):
     exe = shutil.which("chroma")
     if exe is None:
         pytest.skip("the `chroma` command (installed with chromadb) is not on PATH")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "chroma" / "server.log"
     log.parent.mkdir()
@@ -113,6 +108,6 @@ def test_cli_store_flag_and_env_reach_the_server(chroma_url, corpus, tmp_path):
 
 
 def test_a_server_that_is_down_says_how_to_start_one(tmp_path, corpus):
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SetupError, match="chroma run --path"):
         Pipeline(_settings(corpus, url, tmp_path))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import re
 import shutil
-import socket
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,7 +21,7 @@ from rag.answer import SYSTEM_PROMPT
 from rag.llm import FakeLLM
 from rag.retrieve import Source
 
-from .conftest import CORPUS
+from .conftest import CORPUS, free_port
 
 BITCOIN = "How far did bitcoin fall after the leak?"
 INJECTION = (
@@ -241,12 +240,6 @@ def test_no_symlinked_directory_leads_ingest_out_of_the_corpus(settings, corpus:
     assert sorted(p.name for p in find_files(alias)) == sorted(p.name for p in files)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The real app on a loopback port (fakes), with a secret next to the corpus folder."""
@@ -257,7 +250,7 @@ def served(tmp_path_factory):
     shutil.copytree(CORPUS, corpus)
     (root / "secret.txt").write_text("TOP-SECRET-NEXT-TO-CORPUS\n", encoding="utf-8")
     settings = Settings(corpus=corpus, store=str(root / "store"), home=root / "home", llm="fake", embedder="fake")
-    port = _free_port()
+    port = free_port()
     demo = launch(settings, port=port, block=False)
     yield port, root, settings
     demo.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CORPUS, ROOT
+from .conftest import CORPUS, ROOT, free_port
 
 GUARD = textwrap.dedent('''
     """Records and refuses non-loopback network access through Python's socket module."""
@@ -109,12 +108,6 @@ QUIETENING = ("ANONYMIZED_TELEMETRY", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", 
               "GRADIO_ANALYTICS_ENABLED", "HF_DATASETS_OFFLINE", "DO_NOT_TRACK")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _guarded(tmp_path: Path, args: list[str], **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     (tmp_path / "netguard.py").write_text(GUARD)
     report = tmp_path / "attempts.json"
@@ -129,7 +122,7 @@ def _guarded(tmp_path: Path, args: list[str], **env: str) -> tuple[subprocess.Co
 def _library_run(tmp_path: Path, embedder: str, serve: bool) -> dict:
     env = dict(CORPUS=str(CORPUS), STORE=str(tmp_path / "store"), HOME_DIR=str(tmp_path / "home"), EMBEDDER=embedder)
     if serve:
-        env["PORT"] = str(_free_port())
+        env["PORT"] = str(free_port())
     run, attempts = _guarded(tmp_path, ["-c", SCRIPT], **env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert attempts[:1] == ["dns sentinel.invalid:80"], "the guard did not see the sentinel: it guards nothing"

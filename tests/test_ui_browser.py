@@ -7,7 +7,6 @@ the slow one uses the embedded model end to end. Never runs `playwright install`
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -19,6 +18,8 @@ import pytest
 
 from rag import Settings, pipeline
 from rag.settings import BUNDLED_CORPUS
+
+from .conftest import free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -51,16 +52,10 @@ class App:
     demo: object
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(settings: Settings) -> App:
     from ui.app import launch
 
-    port = _free_port()
+    port = free_port()
     demo = launch(settings, host="127.0.0.1", port=port, block=False)
     return App(url=f"http://127.0.0.1:{port}/", settings=settings, demo=demo)
 

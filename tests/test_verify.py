@@ -47,6 +47,17 @@ def test_unsupported_sentence_is_flagged_and_uncited():
     assert not out[0].supported and out[0].sources == []
 
 
+def test_a_sentence_naming_what_no_article_mentions_is_unsupported_and_not_repaired():
+    question = "How far did Ethereum slide after the leak?"
+    known = {"bitcoin", "leak", "slide", "markets"}  # what the articles use, in this test
+    claims = "Ethereum slid to $66,000 after the leak [1]. Markets reacted immediately after the leak [2]."
+    loose = check(claims, SOURCES, judge(), question)
+    assert loose[0].supported, "without the vocabulary, the wording alone passes"
+    strict = check(claims, SOURCES, judge(), question, lambda w: w.lower() in known)
+    assert not strict[0].supported and strict[0].sources == [], "and no other source is found for it either"
+    assert strict[1].supported and strict[1].sources == [1], "a sentence that does not name it is judged as before"
+
+
 def test_render_renumbers_by_first_appearance():
     out = check("The leak came from misconfigured API access controls [2]. Bitcoin slid to $66,000 [1].",
                 SOURCES, judge())
