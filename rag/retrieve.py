@@ -21,8 +21,8 @@ from rag.support import STOPWORDS, content_words, stemmer
 
 log = logging.getLogger(__name__)
 
-RRF_K = 60
-_WORD = re.compile(r"[a-z0-9][\w.-]*")  # the usual reciprocal-rank-fusion constant
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
+_WORD = re.compile(r"[a-z0-9][\w.-]*")
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,16 @@ class Retriever:
         self._idf = {w: math.log(1 + n / d) for w, d in df.items()}
         self._lock = threading.Lock()  # bm25s retrieval is not documented as thread-safe
         self._warned: set[str] = set()
-        self._words: set[str] | None = None  # every word of every document, read when first needed
-        self._prefixes: set[str] = set()
+        # Every word of every document, bylines and titles included, and their 4-letter prefixes (for knows()).
+        found: set[str] = set()
+        for rec in store.doc_records(with_text=True).values():
+            found.update(_WORD.findall(f"{rec.title} {rec.author} {rec.text}".lower()))
+        self._words = {w.strip(".-") for w in found}
+        self._prefixes = {w[:4] for w in self._words if len(w) >= 4}
 
     def knows(self, word: str) -> bool:
         """Does any article use this word, or one that starts the same ("Chinese" for "China")? Every word of
         every document counts, bylines and titles included; stopwords and very short words count as known."""
-        if self._words is None:
-            words: set[str] = set()
-            for rec in self.store.doc_records(with_text=True).values():
-                words.update(_WORD.findall(f"{rec.title} {rec.author} {rec.text}".lower()))
-            self._words = {w.strip(".-") for w in words}
-            self._prefixes = {w[:4] for w in self._words if len(w) >= 4}
         w = word.lower().strip(".-")
         if len(w) < 3 or w in STOPWORDS:
             return True
@@ -168,7 +166,7 @@ class Retriever:
             sources.append(Source(number=n, doc_id=meta["doc_id"], title=self._title(meta["chunk_id"]),
                                   text=self._chunk_slice(meta), start=meta["start"], end=meta["end"],
                                   score=round(score, 4)))
-        return sources, float(max(sims)), max((t[3] for t in scored), default=0.0) if qwords else 0.0
+        return sources, float(max(sims)), max(t[3] for t in scored)
 
     def _warn(self, doc_id: str) -> None:
         if doc_id not in self._warned:
