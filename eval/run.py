@@ -245,7 +245,8 @@ def evaluate(args) -> int:
 
     where = gates_mod.baseline_path(config, args.baseline)
     baseline = gates_mod.read_baseline(where)
-    results = [gates_mod.check_baseline(summary, scope, baseline, config, where),
+    fingerprints = {q["id"]: gates_mod.question_fingerprint(q) for q in questions}
+    results = [gates_mod.check_baseline(rows, summary, scope, baseline, config, where, fingerprints),
                gates_mod.check_invalid(rows, config)]
     created = datetime.now().isoformat(timespec="seconds")
     if args.refresh_baseline:
@@ -254,7 +255,8 @@ def evaluate(args) -> int:
                                                 f"baseline not rewritten: {results[1].summary}"))
         else:
             command = "rag eval --refresh-baseline" + (f" --judge {args.judge}" if args.judge != "support" else "")
-            gates_mod.write_baseline(where, gates_mod.baseline_record(summary, scope, created, command))
+            gates_mod.write_baseline(where, gates_mod.baseline_record(summary, scope, created, command, rows,
+                                                                             fingerprints))
             baseline = gates_mod.read_baseline(where)
             before = results[0]
             results[0] = gates_mod.GateResult("baseline", "pass", f"baseline rewritten: {where} (against the "
