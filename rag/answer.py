@@ -9,7 +9,6 @@ the reader sees is cited to passages that support it, or is flagged. The corpus 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import unicodedata
@@ -20,6 +19,7 @@ from ingest.embed import get_embedder
 from ingest.errors import SetupError, UserError
 from ingest.pipeline import IngestReport, Progress, sync
 from ingest.store import ChunkStore, DocRecord
+from rag import policy
 from rag.llm import LLM, Message, check_llm_id, get_llm
 from rag.retrieve import Retrieval, Retriever, Source
 from rag.settings import Settings
@@ -81,11 +81,7 @@ class Answer:
     sources: list[Citation] = field(default_factory=list)  # every passage the model was given, by its number
     prompt_tokens: int = 0
     model: str = ""
-
-    @property
-    def closest(self) -> list[Citation]:
-        """The passages nearest the question: what an abstention points the reader to."""
-        return self.sources
+    abstain_reason: str = ""  # why it abstained (rag/policy.py `Abstain`), "" when it answered
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -197,8 +193,9 @@ class Pipeline:
         retrieval = self.retrieve(question, history)
         t_retrieved = time.perf_counter()
         timings = {"retrieve": t_retrieved - t0, "first_token": 0.0, "generate": 0.0, "verify": 0.0}
-        if not retrieval.relevant(s.min_relevance, s.min_overlap):
-            yield self._abstain(question, retrieval, timings, t0, prompt_tokens=0)
+        if not policy.worth_asking(bool(retrieval.sources), retrieval.best_similarity, retrieval.best_overlap,
+                                   s.min_relevance, s.min_overlap):
+            yield self._abstain(question, retrieval, timings, t0, 0, "", policy.Abstain.WEAK_RETRIEVAL)
             return
 
         llm = self.llm()
@@ -214,14 +211,12 @@ class Pipeline:
         timings["generate"] = t_generated - t_retrieved
         raw = "".join(parts).strip()
 
-        if _declines(raw):
-            yield self._abstain(question, retrieval, timings, t0, prompt_tokens, llm.name)
-            return
-        checked = check(raw, retrieval.sources, self.judge, question, self.retriever().knows)
+        declined = policy.declines(raw)
+        checked = [] if declined else check(raw, retrieval.sources, self.judge, question, self.retriever().knows)
         timings["verify"] = time.perf_counter() - t_generated
-        if not any(c.supported for c in checked) or not _answers_kind(question, [c.claim for c in checked
-                                                                                 if c.supported]):
-            yield self._abstain(question, retrieval, timings, t0, prompt_tokens, llm.name)
+        reason = policy.verdict(declined, [c.claim for c in checked if c.supported], question)
+        if reason is not None:
+            yield self._abstain(question, retrieval, timings, t0, prompt_tokens, llm.name, reason)
             return
         text, mapping = render(checked)
         by_number = {src.number: src for src in retrieval.sources}
@@ -242,38 +237,12 @@ class Pipeline:
                 return item
         raise AssertionError("stream() ended without an Answer")  # unreachable: stream always ends with one
 
-    def _abstain(self, question, retrieval: Retrieval, timings, t0, prompt_tokens, model="") -> Answer:
+    def _abstain(self, question, retrieval: Retrieval, timings, t0, prompt_tokens, model: str,
+                 reason: policy.Abstain) -> Answer:
         timings["total"] = time.perf_counter() - t0
         return Answer(question=question, text=NOT_FOUND, citations=[], abstained=True, sentences=[],
                       timings=_rounded(timings), sources=[_as_citation(x, x.number) for x in retrieval.sources],
-                      prompt_tokens=prompt_tokens, model=model)
-
-
-_DECLINE = re.compile(r"NOT_FOUND|not (?:found|mentioned|provided|specified|stated|available) in the "
-                      r"(?:sources|articles|provided)|(?:sources|articles) do(?:es)? not "
-                      r"(?:contain|mention|say|provide|specify)", re.I)
-
-
-_WANTS_NUMBER = re.compile(r"^\W*(?:and |so |but )?(?:how many|how much|what (?:number|percentage|share|price)|"
-                           r"what (?:is|was) the (?:number|price|cost|size|count)(?= of| for| to| at| in|\W*$)|"
-                           r"when|in what year|on what date|"
-                           r"what(?:'s| is| was| were| are)? (?:\S+ ){0,3}(?:score|rating)s?\b)", re.I)
-_NUMBERISH = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million"
-                        r"|billion|yesterday|today|tomorrow|week|month|year|hours?|days?)\b", re.I)
-_WANTS_DURATION = re.compile(r"^\W*(?:and |so |but )?how long\b", re.I)
-_DURATION = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?|overnight)\b", re.I)
-
-
-def _answers_kind(question: str, supported: list[str]) -> bool:
-    """A question after a number, a date or a duration needs a supported sentence that gives one, else it was not
-    answered: "How long were the files exposed?" is not answered by "nearly 3,000 files were exposed"."""
-    if _WANTS_DURATION.search(question):
-        return any(_DURATION.search(s) for s in supported)
-    return not _WANTS_NUMBER.search(question) or any(_NUMBERISH.search(s) for s in supported)
-
-
-def _declines(text: str) -> bool:
-    return not text or _DECLINE.search(text) is not None
+                      prompt_tokens=prompt_tokens, model=model, abstain_reason=reason.value)
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:

@@ -29,6 +29,7 @@ Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content":
 
 class LLM(Protocol):
     name: str
+    lock: threading.Lock  # held while a request runs; the UI reads it to say that a question is waiting
 
     def stream(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> Iterator[str]:
         """Text deltas of the assistant's reply."""
@@ -47,6 +48,9 @@ class FakeLLM:
     """
 
     name = "fake"
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
 
     def _reply(self, messages: list[Message]) -> str:
         prompt = messages[-1]["content"]
@@ -78,7 +82,6 @@ class LlamaCppLLM:
         except ImportError:
             raise SetupError("llama-cpp-python is not installed: pip install llama-cpp-python") from None
         self.name = f"llamacpp:{model_path.name}"
-        self.model_path = model_path
         try:
             self.llama = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
                                n_batch=512, verbose=False)  # the llama_cpp handle (eval/bench.py times it bare)

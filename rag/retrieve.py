@@ -42,12 +42,7 @@ class Source:
 class Retrieval:
     sources: list[Source]
     best_similarity: float  # best dense cosine between the query and any chunk or sentence considered
-    chunk_ids: list[str]
     best_overlap: float = 0.0  # most of the query's content words (IDF-weighted) that one sentence has
-
-    def relevant(self, min_similarity: float, min_overlap: float) -> bool:
-        """Worth asking the model: near in meaning, or a sentence that has most of the question's words."""
-        return bool(self.sources) and (self.best_similarity >= min_similarity or self.best_overlap >= min_overlap)
 
 
 class Retriever:
@@ -116,8 +111,7 @@ class Retriever:
         chunk_ids = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])]
         best = max((sim for _, sim in dense), default=0.0)
         sources, best_sent, overlap = self._windows(qvec, query, chunk_ids, fused, max_sources, budget_chars)
-        return Retrieval(sources=sources, best_similarity=max(best, best_sent), chunk_ids=chunk_ids,
-                         best_overlap=overlap)
+        return Retrieval(sources=sources, best_similarity=max(best, best_sent), best_overlap=overlap)
 
     def _windows(self, qvec, query, chunk_ids, fused, max_sources, budget) -> tuple[list[Source], float, float]:
         metas, vecs = self.store.sentences_of(chunk_ids)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag import policy
+
 BUNDLED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 DEFAULT_HOME = Path("~/.cache/rag-news").expanduser()
 
@@ -40,9 +42,11 @@ class Settings(BaseModel):
     temperature: float = 0.0
     seed: int = 0
     n_ctx: int = 2048
-    min_relevance: float = Field(0.25, description="best dense similarity below which ask() abstains unasked, "
+    min_relevance: float = Field(
+        policy.MIN_RELEVANCE, description="best dense similarity below which ask() abstains unasked, "
                                  "unless a sentence has min_overlap of the question's words")
-    min_overlap: float = Field(0.6, description="share of the question's content words (IDF-weighted) in one "
+    min_overlap: float = Field(
+        policy.MIN_OVERLAP, description="share of the question's content words (IDF-weighted) in one "
                                "sentence that makes it worth asking the model despite a low similarity")
     support_threshold: float = Field(0.5, description="support-judge probability a citation needs")
     max_question_chars: int = 4000

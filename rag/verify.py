@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingest.chunking import sentence_spans
+from rag import policy
 from rag.retrieve import Source
 from rag.support import SupportJudge
 
@@ -71,16 +72,6 @@ def _with_markers(claim: str, numbers: list[int]) -> str:
     return f"{claim[: m.start()]} {marks}{claim[m.start():]}" if m else f"{claim} {marks}"
 
 
-def foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:
-    """Names in the question (capitalised words past its first) that `known` says no article uses."""
-    words = re.findall(r"[A-Za-z][\w.-]*", question)[1:]
-    return {w.lower().strip(".-") for w in words if w[0].isupper() and not known(w)}
-
-
-def _names_any(claim: str, names: set[str]) -> bool:
-    return any(w.strip(".-") in names for w in re.findall(r"[\w.-]+", claim.lower()))
-
-
 def check(answer: str, sources: list[Source], judge: SupportJudge, question: str = "",
           known: Callable[[str], bool] | None = None) -> list[CheckedSentence]:
     """Verify and repair the citations of each answer sentence (of an answer to `question`).
@@ -89,7 +80,7 @@ def check(answer: str, sources: list[Source], judge: SupportJudge, question: str
     article mentions ("Ethereum", when only bitcoin is covered) is unsupported, however close its wording is to a
     passage about something else."""
     by_number = {s.number: s for s in sources}
-    foreign = foreign_names(question, known) if known else set()
+    foreign = policy.foreign_names(question, known) if known else set()
     sentences = [(s, strip_markers(s), parse_markers(s)) for s in split_sentences(answer)]
     sentences = [t for t in sentences if t[1] and re.search(r"\w", t[1])]
     # Score every (sentence, source) pair in one batch: a repair may need any source.
@@ -100,8 +91,11 @@ def check(answer: str, sources: list[Source], judge: SupportJudge, question: str
     for k, (_, claim, cited) in enumerate(sentences):
         score = {src.number: flat[k * n + j] for j, src in enumerate(sources)}
         valid = list(dict.fromkeys(c for c in cited if c in by_number))
-        keep, best_score = ([], 0.0) if _names_any(claim, foreign) else _supporting(claim, valid, score, by_number,
-                                                                                   judge, question)
+        keep: list[int]
+        if policy.names_any(claim, foreign):
+            keep, best_score = [], 0.0
+        else:
+            keep, best_score = _supporting(claim, valid, score, by_number, judge, question)
         supported = bool(keep)
         if not supported:
             best_score = max(score.values(), default=0.0)

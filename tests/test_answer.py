@@ -6,6 +6,7 @@ import pytest
 
 from rag import NOT_FOUND, Answer, Pipeline, UserError, ask, stream
 from rag.llm import FakeLLM
+from rag.policy import worth_asking
 
 
 def _doc_text(settings, doc_id: str) -> str:
@@ -83,24 +84,13 @@ def test_a_claim_about_something_no_article_names_is_not_supported(settings, mon
 
 
 def test_known_names_come_from_every_word_of_every_article(settings):
-    from rag.verify import foreign_names
+    from rag.policy import foreign_names
 
     knows = Pipeline(settings).retriever().knows
     assert knows("Wysiecki"), "a byline is left out of chunks but is still the article's word"
     assert knows("Chinese"), "the corpus says China: a word that starts the same counts"
     assert not knows("Ethereum") and not knows("Nvidia")
     assert foreign_names("How much did Ethereum and Bitcoin drop after Anthropic's leak?", knows) == {"ethereum"}
-
-
-@pytest.mark.parametrize("question,reply,abstains", [
-    ("What was the score on SWE-bench?", "The documents describe dramatically higher scores on benchmarks.", True),
-    ("How long were the documents exposed?", "Nearly 3,000 internal documents were exposed.", True),
-    ("How long has the author worked in the industry?", "He has worked in the industry for 30 years.", False),
-])
-def test_a_question_after_a_score_or_a_duration_needs_one(question, reply, abstains):
-    from rag.answer import _answers_kind
-
-    assert _answers_kind(question, [reply]) is not abstains  # replies are claims: markers already stripped
 
 
 @pytest.mark.parametrize("question,match", [("", "empty"), ("   \n\t ", "empty"), ("x" * 4001, "4,000")])
@@ -146,6 +136,6 @@ def test_a_question_is_worth_a_model_call_when_near_in_meaning_or_in_words(setti
     on_topic = pipe.retrieve("After how many years in this industry were leaked roadmaps just marketing?")
     off_topic = pipe.retrieve("Quel temps fera-t-il demain à Lyon?")
     assert on_topic.best_overlap >= 0.6 > off_topic.best_overlap
-    assert on_topic.relevant(min_similarity=1.5, min_overlap=0.6), "its words alone make it worth asking"
-    assert not off_topic.relevant(min_similarity=1.5, min_overlap=0.6)
-    assert not on_topic.relevant(min_similarity=1.5, min_overlap=1.01)
+    assert worth_asking(True, on_topic.best_similarity, on_topic.best_overlap, 1.5, 0.6), "its words alone do"
+    assert not worth_asking(True, off_topic.best_similarity, off_topic.best_overlap, 1.5, 0.6)
+    assert not worth_asking(True, on_topic.best_similarity, on_topic.best_overlap, 1.5, 1.01)

@@ -204,11 +204,11 @@ def test_abstention_looks_like_one_and_lists_the_closest_passages(settings):
     strict = settings.model_copy(update={"min_relevance": 1.5, "min_overlap": 1.5})  # nothing is relevant enough
     final = run(strict, QUESTION)[-1]
     answer = final.turns[0].answer
-    assert answer.abstained and answer.closest
+    assert answer.abstained and answer.sources
     message = final.chat[1]["content"]
     assert "rag-abstained" in message and html.escape(NOT_FOUND) in message
     assert "cite" in message and 'href="#src-0-1"' in message and "Closest passages" in final.sources
-    c = answer.closest[0]
+    c = answer.sources[0]
     doc = pipeline(strict).documents()[c.doc_id]
     assert marked(handlers.show_passage(strict, final.turns, "#src-0-1")) == doc.text[c.char_start : c.char_end]
 

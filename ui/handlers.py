@@ -114,7 +114,7 @@ def render_answer(answer: Answer, turn: int) -> str:
         items = "".join(
             f"<li>{_link('src', turn, c.number, _h(c.title), 'Show this passage')}: "
             f"<q>{_h(_shorten(c.quote, 160))}</q></li>"
-            for c in answer.closest
+            for c in answer.sources
         )
         closest = f'<p>Closest passages:</p><ol class="rag-closest">{items}</ol>' if items else ""
         return (
@@ -142,7 +142,7 @@ def render_sources(answer: Answer | None, turn: int) -> str:
     if answer is None:
         return '<p class="rag-muted">The sources of an answer appear here.</p>'
     kind, heading, listed = (
-        ("src", "Closest passages", answer.closest) if answer.abstained else ("cite", "Sources", answer.citations)
+        ("src", "Closest passages", answer.sources) if answer.abstained else ("cite", "Sources", answer.citations)
     )
     if not listed:
         return f'<p class="rag-muted">{heading}: none.</p>'
@@ -307,7 +307,7 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
     try:
         question = clean_question(question or "", settings.max_question_chars)
         pipe = pipeline(settings)
-        lock = getattr(pipe.llm(), "lock", None)  # llama.cpp and Ollama answer one request at a time
+        lock = pipe.llm().lock  # llama.cpp and Ollama answer one request at a time
     except RagError as e:
         yield failed(str(e))
         return

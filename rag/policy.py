@@ -1,0 +1,89 @@
+"""The answer policy, in one place: when a question is worth a model call, when a reply is a decline, when a
+verified answer still does not answer the question, and which names a claim may not use.
+
+Every rule here decides between answering and abstaining ("Not found in these articles."); each is a pure function
+of text and scores, so `tests/test_policy.py` checks them from one table. The numbers are named, with the run that
+chose them. What counts as *support* for a claim is not decided here (rag/support.py, the judge), nor how
+passages are scored for retrieval (rag/retrieve.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from enum import StrEnum
+
+# Best dense cosine between the question and any retrieved chunk or sentence below which a question is not worth a
+# model call. Chosen at d4fca58 on the bundled corpus: all 21 unanswerable gold questions of that day fell below
+# 0.25 or were declined by the model; `Settings.min_relevance` overrides it.
+MIN_RELEVANCE = 0.25
+# ...unless one sentence holds this IDF-weighted share of the question's content words: "How many years has
+# Martin von Wysiecki been in the industry?" meets "After 30 years in this industry" at cosine 0.21. Chosen at
+# b08e96e (`rag eval`, abstention recall 0.667 -> 0.810, false abstention 0.219 -> 0.205); `Settings.min_overlap`.
+MIN_OVERLAP = 0.6
+
+
+class Abstain(StrEnum):
+    """Why an answer became an abstention (Answer.abstain_reason)."""
+
+    WEAK_RETRIEVAL = "weak_retrieval"  # nothing near the question: the model was not asked
+    DECLINED = "declined"  # the model said the sources do not answer
+    UNSUPPORTED = "unsupported"  # no sentence of the reply is supported by its sources
+    WRONG_KIND = "wrong_kind"  # a how-many / when / how-long question got no figure or duration
+
+
+def worth_asking(has_sources: bool, best_similarity: float, best_overlap: float, min_similarity: float = MIN_RELEVANCE,
+                 min_overlap: float = MIN_OVERLAP) -> bool:
+    """Worth a model call: sources exist, and one is near in meaning or has most of the question's words."""
+    return has_sources and (best_similarity >= min_similarity or best_overlap >= min_overlap)
+
+
+_DECLINE = re.compile(r"NOT_FOUND|not (?:found|mentioned|provided|specified|stated|available) in the "
+                      r"(?:sources|articles|provided)|(?:sources|articles) do(?:es)? not "
+                      r"(?:contain|mention|say|provide|specify)", re.I)
+
+
+def declines(reply: str) -> bool:
+    """The model's reply says the sources do not answer (NOT_FOUND, or words to that effect), or is empty."""
+    return not reply.strip() or _DECLINE.search(reply) is not None
+
+
+_LEAD = r"^\W*(?:and |so |but |then |also )?"
+_WANTS_NUMBER = re.compile(_LEAD + r"(?:how many|how much|what (?:number|percentage|share|price)|"
+                           r"what (?:is|was) the (?:number|price|cost|size|count)(?= of| for| to| at| in|\W*$)|"
+                           r"when|in what year|on what date|"
+                           r"what(?:'s| is| was| were| are)? (?:\S+ ){0,3}(?:score|rating)s?\b)", re.I)
+_NUMBERISH = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|dozen|hundred|thousand|million"
+                        r"|billion|yesterday|today|tomorrow|week|month|year|hours?|days?)\b", re.I)
+_WANTS_DURATION = re.compile(_LEAD + r"how long\b", re.I)
+_DURATION = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?|decades?|overnight)\b", re.I)
+
+
+def answers_kind(question: str, supported: list[str]) -> bool:
+    """A question after a number, a date or a duration needs a supported sentence that gives one, else it was not
+    answered: "How long were the files exposed?" is not answered by "nearly 3,000 files were exposed"."""
+    if _WANTS_DURATION.search(question):
+        return any(_DURATION.search(s) for s in supported)
+    return not _WANTS_NUMBER.search(question) or any(_NUMBERISH.search(s) for s in supported)
+
+
+def foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:
+    """Names in the question (capitalised words past its first) that `known` says no article uses: a claim that
+    names one ("Ethereum dropped to $66,000", when only bitcoin is covered) cannot be supported by any passage."""
+    words = re.findall(r"[A-Za-z][\w.-]*", question)[1:]
+    return {w.lower().strip(".-") for w in words if w[0].isupper() and not known(w)}
+
+
+def names_any(claim: str, names: set[str]) -> bool:
+    return any(w.strip(".-") in names for w in re.findall(r"[\w.-]+", claim.lower()))
+
+
+def verdict(reply_declines: bool, supported: list[str], question: str) -> Abstain | None:
+    """After generation and verification: why the answer must be an abstention, or None when it stands."""
+    if reply_declines:
+        return Abstain.DECLINED
+    if not supported:
+        return Abstain.UNSUPPORTED
+    if not answers_kind(question, supported):
+        return Abstain.WRONG_KIND
+    return None

@@ -1,0 +1,63 @@
+"""The answer policy (rag/policy.py), one table per rule: when to ask the model, what a decline is, when a verified
+answer still does not answer, which names no article uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.policy import Abstain, answers_kind, declines, foreign_names, names_any, verdict, worth_asking
+
+
+@pytest.mark.parametrize("has_sources, similarity, overlap, expected", [
+    (True, 0.30, 0.0, True),  # near in meaning
+    (True, 0.25, 0.0, True),  # the threshold itself counts
+    (True, 0.10, 0.7, True),  # far in meaning, but one sentence has most of the question's words
+    (True, 0.10, 0.5, False),
+    (False, 0.90, 1.0, False),  # nothing to show the model
+])
+def test_worth_asking(has_sources, similarity, overlap, expected):
+    assert worth_asking(has_sources, similarity, overlap) is expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("NOT_FOUND", True),
+    ("  ", True),
+    ("The answer is not mentioned in the sources.", True),
+    ("The articles do not say how many parameters it has.", True),
+    ("Bitcoin slid to $66,000 [1].", False),
+    ("The leak was not found by Anthropic itself but by researchers [2].", False),
+])
+def test_declines(reply, expected):
+    assert declines(reply) is expected
+
+
+@pytest.mark.parametrize("question, claim, answered", [
+    ("What was the score on SWE-bench?", "The documents describe dramatically higher scores on benchmarks.", False),
+    ("What was the score on SWE-bench?", "It scored 93.9% on SWE-bench.", True),
+    ("How long were the documents exposed?", "Nearly 3,000 internal documents were exposed.", False),
+    ("How long has the author worked in the industry?", "He has worked in the industry for 30 years.", True),
+    ("and how many stocks fell?", "Cybersecurity stocks fell.", False),
+    ("When did the leak happen?", "The leak happened last week.", True),
+    ("What is the cost problem the articles describe?", "Running the model is expensive.", True),
+    ("Who found the files?", "Two researchers found them.", True),
+])
+def test_a_question_after_a_figure_or_a_duration_needs_one(question, claim, answered):
+    assert answers_kind(question, [claim]) is answered
+
+
+def test_foreign_names_are_capitalised_question_words_no_article_uses():
+    known = {"bitcoin", "anthropic's", "anthropic"}
+    question = "How much did Ethereum and Bitcoin drop after Anthropic's leak?"
+    names = foreign_names(question, lambda w: w.lower() in known)
+    assert names == {"ethereum"}
+    assert names_any("Ethereum dropped to $66,000.", names) and not names_any("Bitcoin dropped.", names)
+
+
+@pytest.mark.parametrize("declined, supported, question, expected", [
+    (True, ["anything"], "What happened?", Abstain.DECLINED),
+    (False, [], "What happened?", Abstain.UNSUPPORTED),
+    (False, ["Stocks fell."], "How many stocks fell?", Abstain.WRONG_KIND),
+    (False, ["Four stocks fell."], "How many stocks fell?", None),
+])
+def test_verdict(declined, supported, question, expected):
+    assert verdict(declined, supported, question) is expected
