@@ -51,12 +51,14 @@ from eval.cli import run_command, run_folder
 from eval.run import QUESTIONS, load_questions
 from ingest.chunking import chunk_document, sentence_spans
 from ingest.embed import FakeEmbedder, get_embedder
+from ingest.env import QUIET_ENV
 from ingest.errors import SetupError, UserError
 from ingest.pipeline import IngestReport, load_folder, sync
 from ingest.store import ChunkStore
 from rag.answer import Answer, Pipeline, clean_question
 from rag.llm import FakeLLM, LlamaCppLLM, check_llm_id
 from rag.model_files import MODELS, ensure_model
+from rag.policy import worth_asking
 from rag.retrieve import Retriever
 from rag.settings import Settings
 
@@ -413,7 +415,8 @@ def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: 
         # same test as Pipeline.stream). Every other question it goes first, so neither side always runs second.
         question = clean_question(q["question"], s.max_question_chars)
         retrieval = pipe.retrieve(question, history)
-        calls_model = retrieval.relevant(s.min_relevance, s.min_overlap)
+        calls_model = worth_asking(bool(retrieval.sources), retrieval.best_similarity, retrieval.best_overlap,
+                                   s.min_relevance, s.min_overlap)
         messages = pipe.messages(question, retrieval.sources, history)
         b = bare.generate(messages, s.max_tokens, s.seed) if bare is not None and calls_model and i % 2 else None
         ans, raw = _ask(pipe, q["question"], history)
@@ -464,8 +467,6 @@ def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: 
 
 # ----------------------------------------------------------------------------- process
 def _env(settings: Settings, store: str) -> dict:
-    from rag.cli import QUIET_ENV
-
     env = {**os.environ, **QUIET_ENV, "RAG_CORPUS": str(settings.corpus), "RAG_STORE": store,
            "RAG_LLM": settings.llm, "RAG_EMBEDDER": settings.embedder, "RAG_HOME": str(settings.home)}
     env.pop("RAG_TOP_K", None)

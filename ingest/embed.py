@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import re
 import threading
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ingest.env import quiet
 from ingest.errors import SetupError, UserError
 
 
@@ -53,9 +53,7 @@ class MiniLMEmbedder:
         with self._lock:
             if self._model is None:
                 folder = self.model_dir()
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar on stderr
+                quiet()
                 try:
                     from sentence_transformers import SentenceTransformer
                 except ImportError:

@@ -1,35 +1,59 @@
-"""The `rag` command: ingest, ask, ui, eval, bench. It turns our errors into one line each and exits non-zero.
+"""The `rag` command: its group, and the commands of this package (ingest, ask). It turns our errors into one
+line each and exits non-zero.
 
-Heavy imports (Gradio, the eval) happen inside the command that needs them, so `rag ask` starts quickly.
+The command line is the composition root, so it must sit above `ui` and `eval` without `rag` importing them:
+the packages above contribute their own commands (`ui`, `eval`, `bench`, ...) through the `rag.commands` entry
+points declared in pyproject.toml, and a command's module is imported only when that command runs, so
+`rag ask` starts quickly.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import textwrap
 from pathlib import Path
 
 import click
 
+from ingest.env import quiet
 from ingest.errors import RagError
 
-# Quiet by default: no telemetry, no hub access, no tokenizer fork warnings.
-QUIET_ENV = {"ANONYMIZED_TELEMETRY": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-             "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-             "GRADIO_ANALYTICS_ENABLED": "False"}
+COMMANDS_GROUP = "rag.commands"  # entry points: name = "package.module:click_command"
 
 
-def _settings(**overrides):
+def settings_from(**overrides):
+    """Settings from the environment, then the flags given (None means not given)."""
     from rag.settings import Settings
 
     return Settings.from_env(**overrides)
 
 
+def _plugin_commands() -> dict:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
+
+
 class _Group(click.Group):
-    """Runs a command and prints our errors as `error: ...` (exit 1) instead of a traceback."""
+    """Runs a command and prints our errors as `error: ...` (exit 1) instead of a traceback; finds the commands
+    of the packages above through entry points, loading one only when it is asked for."""
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(_plugin_commands()))
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        ep = _plugin_commands().get(cmd_name)
+        if ep is None:
+            return None
+        try:
+            return ep.load()
+        except ImportError as e:
+            raise click.ClickException(f"`rag {cmd_name}` is not available ({e}): pip install -e .") from None
 
     def invoke(self, ctx):
         try:
@@ -42,29 +66,28 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-_store_opt = click.option("--store", help="store folder, or http://HOST:PORT for a Chroma server [RAG_STORE]")
-_llm_opt = click.option("--llm", help="model id: llamacpp:default, llamacpp:small, llamacpp:PATH, ollama:MODEL, fake")
+store_option = click.option("--store", help="store folder, or http://HOST:PORT for a Chroma server [RAG_STORE]")
+llm_option = click.option("--llm", help="model id: llamacpp:default, llamacpp:small, llamacpp:PATH, ollama:MODEL, fake")
 
 
 @click.group(cls=_Group)
 @click.option("-v", "--verbose", is_flag=True, help="log what happens")
 def main(verbose: bool) -> None:
     """Ask questions about a folder of news articles; every claim cites a checked passage."""
-    for var, val in QUIET_ENV.items():
-        os.environ.setdefault(var, val)
+    quiet()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 
 @main.command()
 @click.argument("corpus", required=False, type=click.Path(path_type=Path))
-@_store_opt
+@store_option
 def ingest(corpus: Path | None, store: str | None) -> None:
     """Embed the articles in CORPUS (default: the bundled corpus) into the store."""
     from tqdm import tqdm
 
     from rag.answer import Pipeline
 
-    pipe = Pipeline(_settings(corpus=corpus, store=store))
+    pipe = Pipeline(settings_from(corpus=corpus, store=store))
     bar = None
 
     def progress(done: int, total: int, doc_id: str) -> None:
@@ -90,15 +113,15 @@ def ingest(corpus: Path | None, store: str | None) -> None:
 @main.command()
 @click.argument("question")
 @click.option("--corpus", type=click.Path(path_type=Path), help="folder of articles [RAG_CORPUS]")
-@_store_opt
-@_llm_opt
+@store_option
+@llm_option
 @click.option("--top-k", type=int, help="chunks retrieved per search [RAG_TOP_K]")
 @click.option("--json", "as_json", is_flag=True, help="print the whole Answer as JSON")
 def ask(question: str, corpus, store, llm, top_k, as_json: bool) -> None:
     """Answer QUESTION from the articles, streaming, then list the numbered citations."""
     from rag.answer import Answer, pipeline
 
-    pipe = pipeline(_settings(corpus=corpus, store=store, llm=llm, top_k=top_k))
+    pipe = pipeline(settings_from(corpus=corpus, store=store, llm=llm, top_k=top_k))
     answer = None
     for item in pipe.stream(question):
         if isinstance(item, Answer):
@@ -116,7 +139,7 @@ def ask(question: str, corpus, store, llm, top_k, as_json: bool) -> None:
     for text in flagged:
         click.echo(f"  (unsupported by the articles: {text})")
     click.echo()
-    listed = answer.citations if not answer.abstained else answer.closest
+    listed = answer.citations if not answer.abstained else answer.sources
     if answer.abstained and listed:
         click.echo("Closest passages:")
     for c in listed:
@@ -125,48 +148,6 @@ def ask(question: str, corpus, store, llm, top_k, as_json: bool) -> None:
     t = answer.timings
     click.echo(f"\n{answer.model or 'no model call'} · retrieve {t.get('retrieve', 0):.2f}s · first token "
                f"{t.get('first_token', 0):.2f}s · total {t.get('total', 0):.2f}s", err=True)
-
-
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
-@click.option("--port", default=7860, show_default=True, type=int)
-@click.option("--share", is_flag=True, help="also open a public Gradio share link")
-@click.option("--corpus", type=click.Path(path_type=Path))
-@_store_opt
-@_llm_opt
-def ui(host: str, port: int, share: bool, corpus, store, llm) -> None:
-    """Start the chat web UI (loopback only unless --host says otherwise)."""
-    try:
-        from ui.app import launch
-    except ImportError as e:
-        raise RagError(f"the UI is not available ({e}): pip install -e .") from None
-    launch(_settings(corpus=corpus, store=store, llm=llm), host=host, port=port, share=share)
-
-
-# `rag eval --help` and `rag bench --help` reach the sub-tool's own argument parser.
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
-
-
-@main.command(name="eval", context_settings=_PASS_THROUGH)
-@click.pass_context
-def eval_(ctx) -> None:
-    """Score the pipeline on the gold question set (see `rag eval --help`)."""
-    try:
-        from eval.run import main as eval_main
-    except ImportError as e:
-        raise RagError(f"the eval is not available ({e}): pip install -e .") from None
-    sys.exit(eval_main(ctx.args))
-
-
-@main.command(context_settings=_PASS_THROUGH)
-@click.pass_context
-def bench(ctx) -> None:
-    """Measure speed and memory against the bare engines (see `rag bench --help`)."""
-    try:
-        from eval.bench import main as bench_main
-    except ImportError as e:
-        raise RagError(f"the benchmark is not available ({e}): pip install -e .") from None
-    sys.exit(bench_main(ctx.args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from rag import Pipeline, Settings, SetupError
 from rag.cli import main
 
-from .conftest import free_port
+from .conftest import free_port, require
 
 
 def _heartbeat(url: str) -> bool:
@@ -36,8 +36,7 @@ def _heartbeat(url: str) -> bool:
 def chroma_url(tmp_path):
     """A fresh server per test, so no test sees another's collections."""
     exe = shutil.which("chroma")
-    if exe is None:
-        pytest.skip("the `chroma` command (installed with chromadb) is not on PATH")
+    require(exe is not None, "the `chroma` command (installed with chromadb)", 'pip install -e ".[test]"')
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "chroma" / "server.log"

@@ -193,7 +193,8 @@ def test_the_ui_defaults_to_loopback_and_no_share_link(monkeypatch):
     from click.testing import CliRunner
 
     import ui.app
-    from rag.cli import QUIET_ENV, main
+    from ingest.env import QUIET_ENV
+    from rag.cli import main
 
     for var in QUIET_ENV:  # `main` sets these for the process: restore them afterwards
         monkeypatch.setenv(var, os.environ.get(var, ""))

@@ -6,6 +6,7 @@ the slow one uses the embedded model end to end. Never runs `playwright install`
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import threading
 import time
@@ -19,10 +20,14 @@ import pytest
 from rag import Settings, pipeline
 from rag.settings import BUNDLED_CORPUS
 
-from .conftest import free_port
+from .conftest import free_port, require
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
+
+def expect(target):
+    """Playwright's expect, imported when a test runs (a missing playwright is reported by `require`)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
 
 pytestmark = pytest.mark.browser
 
@@ -75,9 +80,12 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with playwright_api.sync_playwright() as p:
+    require(importlib.util.find_spec("playwright") is not None, "the playwright package",
+            'pip install -e ".[test]"')
+    require(Path(CHROMIUM).exists(), f"Chromium at {CHROMIUM}", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()

@@ -9,10 +9,10 @@ itself, and the app serves no files: no `allowed_paths`, no links into the corpu
 from __future__ import annotations
 
 import logging
-import os
 
 import gradio as gr
 
+from ingest.env import quiet
 from rag import Settings, pipeline
 from rag.settings import BUNDLED_CORPUS
 from ui import handlers
@@ -185,7 +185,7 @@ def launch(
 
     With block=False the server runs in a background thread and the running app is returned (tests close it).
     """
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    quiet()  # no Gradio analytics, no hub access (for callers that did not come through the `rag` command)
     report = pipeline(settings).ingest()
     print(f"corpus: {report.summary()}", flush=True)
     demo = build_app(settings)
