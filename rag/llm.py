@@ -97,6 +97,7 @@ class LlamaCppLLM:
         self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self._eos = eos
         self.lock = threading.Lock()  # public so callers can tell the UI that a request is waiting
+        self._anchors: dict[str, list[int]] = {}  # system prompt -> its tokens before the user's message
         # Free the model before the interpreter tears down llama_cpp's globals (else a noisy __del__ at exit).
         atexit.register(self.llama.close)
 
@@ -113,12 +114,38 @@ class LlamaCppLLM:
     def stream(self, messages, *, max_tokens, temperature, seed):
         tokens, stop = self.encode(messages)
         with self.lock:
+            self._from_anchor(tokens, messages)
             for part in self.llama.create_completion(tokens, max_tokens=max_tokens, temperature=temperature,
                                                      seed=seed, stop=stop, stream=True, top_k=1 if temperature == 0
                                                      else 40, repeat_penalty=1.0):
                 text = part["choices"][0]["text"]
                 if text:
                     yield text
+
+    def _from_anchor(self, tokens: list[int], messages: list[Message]) -> None:
+        """Make the prompt's evaluation independent of what was asked before, so that the same prompt gives the
+        same answer (issue: one prompt, asked six times between others, gave two different answers).
+
+        llama.cpp reuses the longest cached prefix of the previous prompt, so the rest is evaluated in other batch
+        shapes, with other floating-point roundings, depending on the previous question. Here the cache is cut back
+        to the prompt's *anchor*, the tokens before the user's message (the system turn), which is evaluated on its
+        own once per system prompt; every prompt then runs as anchor + the same batches of its own tokens. The
+        system turn stays cached, so a warm prompt costs only its sources and question, as before."""
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        anchor = self._anchors.get(system)
+        if anchor is None:
+            probe, _ = self.encode([*(m for m in messages if m["role"] == "system"), {"role": "user", "content": ""}])
+            n = next((i for i, (a, b) in enumerate(zip(probe, tokens)) if a != b), min(len(probe), len(tokens)))
+            anchor = self._anchors[system] = probe[:n]
+        llama = self.llama
+        if len(anchor) >= len(tokens):
+            llama.reset()
+            return
+        if llama.n_tokens >= len(anchor) and list(llama.input_ids[: len(anchor)]) == anchor:
+            llama.n_tokens = len(anchor)  # generate() keeps exactly the anchor and evaluates the rest afresh
+        else:
+            llama.reset()
+            llama.eval(anchor)
 
 
 class OllamaLLM:
