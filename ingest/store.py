@@ -147,6 +147,15 @@ class ChunkStore:
         got = self._chunks.query(query_embeddings=[vector.tolist()], n_results=min(k, n), include=["distances"])
         return [(cid, 1.0 - float(d)) for cid, d in zip(got["ids"][0], got["distances"][0])]
 
+    def query_sentences(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the chunks holding the k sentences nearest the vector, best first."""
+        n = self._sents.count()
+        if n == 0:
+            return []
+        got = self._sents.query(query_embeddings=[vector.tolist()], n_results=min(k, n),
+                                include=["metadatas", "distances"])
+        return [(m["chunk_id"], 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0])]
+
     def all_chunks(self, page: int = 5000) -> tuple[list[str], list[str], list[dict]]:
         """Every chunk's id, text and metadata (for the lexical index), read in pages."""
         ids: list[str] = []

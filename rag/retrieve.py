@@ -22,6 +22,7 @@ from rag.support import STOPWORDS, content_words, stemmer
 log = logging.getLogger(__name__)
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
+SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 _WORD = re.compile(r"[a-z0-9][\w.-]*")
 
 
@@ -103,8 +104,11 @@ class Retriever:
         qvec = self.embedder.embed([query])[0]
         dense = self.store.query(qvec, top_k)
         lexical = self._lexical(query, top_k)
+        # Sentences are searched too: a paraphrased question often matches one sentence of a chunk whose other
+        # sentences pull the chunk's own vector away from it.
+        by_sentence = list(dict.fromkeys(cid for cid, _ in self.store.query_sentences(qvec, SENTENCE_HITS * top_k)))
         fused: dict[str, float] = {}
-        for ranking in ([cid for cid, _ in dense], lexical):
+        for ranking in ([cid for cid, _ in dense], lexical, by_sentence):
             for rank, cid in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
         # Every candidate of either search goes on to sentence scoring, best fused first.
