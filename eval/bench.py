@@ -407,17 +407,18 @@ def bench_query(settings: Settings, args: argparse.Namespace, log, profile_dir: 
     if bare is not None:
         q0 = clean_question(warm["question"], s.max_question_chars)
         r0 = pipe.retrieve(q0, warm.get("history") or [])
-        bare.generate(pipe.messages(q0, r0.sources, warm.get("history") or []), s.max_tokens, s.seed)
+        bare.generate(pipe.messages(q0, r0.sources), s.max_tokens, s.seed)
     rows = []
     for i, q in enumerate(questions):
         history = q.get("history") or []
         # The bare run gets the prompt ask() builds (retrieval is deterministic), when ask() calls the model (the
         # same test as Pipeline.stream). Every other question it goes first, so neither side always runs second.
         question = clean_question(q["question"], s.max_question_chars)
-        retrieval = pipe.retrieve(question, history)
+        asked = pipe.standalone(question, history)
+        retrieval = pipe.retrieve(asked.question, context=asked.retrieval_context)
         calls_model = worth_asking(bool(retrieval.sources), retrieval.best_similarity, retrieval.best_overlap,
                                    s.min_relevance, s.min_overlap)
-        messages = pipe.messages(question, retrieval.sources, history)
+        messages = pipe.messages(asked.question, retrieval.sources)
         b = bare.generate(messages, s.max_tokens, s.seed) if bare is not None and calls_model and i % 2 else None
         ans, raw = _ask(pipe, q["question"], history)
         if bare is not None and calls_model and not i % 2:

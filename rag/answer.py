@@ -19,7 +19,8 @@ from ingest.embed import get_embedder
 from ingest.errors import SetupError, UserError
 from ingest.pipeline import IngestReport, Progress, sync
 from ingest.store import ChunkStore, DocRecord
-from rag import policy
+from rag import condense, policy
+from rag.condense import Standalone
 from rag.llm import LLM, Message, check_llm_id, get_llm
 from rag.retrieve import Retrieval, Retriever, Source
 from rag.settings import Settings
@@ -82,6 +83,8 @@ class Answer:
     prompt_tokens: int = 0
     model: str = ""
     abstain_reason: str = ""  # why it abstained (rag/policy.py `Abstain`), "" when it answered
+    standalone: str = ""  # the question as retrieved and answered: a follow-up rewritten to stand alone
+    attempts: int = 1  # model calls for the answer: a second one re-asks with the best source alone
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -168,21 +171,24 @@ class Pipeline:
         return get_llm(self.settings.llm, self.settings.model_dir, self.settings.n_ctx)
 
     # --- answering -------------------------------------------------------------------------------------------
-    def retrieve(self, question: str, history: list[Message] | None = None) -> Retrieval:
-        query = f"{_history_text(history)} {question}".strip()
+    def standalone(self, question: str, history: list[Message] | None = None) -> Standalone:
+        """The follow-up as one standalone question (rag/condense.py); may ask the model to rewrite it."""
+        llm = self.llm() if history and condense.depends_on_history(condense.strip_leading(question)) else None
+        return condense.standalone(question, history, llm, SYSTEM_PROMPT, self.settings.seed)
+
+    def retrieve(self, question: str, history: list[Message] | None = None, context: str | None = None
+                 ) -> Retrieval:
+        """Sources for a question; `context` (default: the earlier questions of `history`) joins the query."""
+        query = f"{_history_text(history) if context is None else context} {question}".strip()
         s = self.settings
         # Under the lock that ingest() holds: a store that is being rewritten can lose a chunk between the two
         # searches and the sentence lookup (Chroma then raises), or pair a new offset with an old text.
         with self._lock:
             return self.retriever().retrieve(query, s.top_k, s.max_sources, s.context_chars)
 
-    def messages(self, question: str, sources: list[Source], history: list[Message] | None) -> list[Message]:
+    def messages(self, question: str, sources: list[Source]) -> list[Message]:
         lines = [f"[{s.number}] {' '.join(s.text.split())}" for s in sources]
-        earlier = _history_text(history)
-        user = "Sources:\n" + "\n".join(lines) + "\n\n"
-        if earlier:
-            user += f"Earlier question: {earlier}\n"
-        user += f"Question: {question}"
+        user = "Sources:\n" + "\n".join(lines) + f"\n\nQuestion: {question}"
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
     def stream(self, question: str, history: list[Message] | None = None) -> Iterator[str | Answer]:
@@ -190,36 +196,47 @@ class Pipeline:
         s = self.settings
         t0 = time.perf_counter()
         question = clean_question(question, s.max_question_chars)
-        retrieval = self.retrieve(question, history)
+        asked = self.standalone(question, history)
+        retrieval = self.retrieve(asked.question, context=asked.retrieval_context)
         t_retrieved = time.perf_counter()
         timings = {"retrieve": t_retrieved - t0, "first_token": 0.0, "generate": 0.0, "verify": 0.0}
         if not policy.worth_asking(bool(retrieval.sources), retrieval.best_similarity, retrieval.best_overlap,
                                    s.min_relevance, s.min_overlap):
-            yield self._abstain(question, retrieval, timings, t0, 0, "", policy.Abstain.WEAK_RETRIEVAL)
+            yield self._abstain(asked, retrieval, timings, t0, 0, "", policy.Abstain.WEAK_RETRIEVAL)
             return
 
         llm = self.llm()
-        messages = self.messages(question, retrieval.sources, history)
-        prompt_tokens = llm.prompt_tokens(messages)
-        parts: list[str] = []
-        for delta in llm.stream(messages, max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed):
-            if not parts:
-                timings["first_token"] = time.perf_counter() - t0
-            parts.append(delta)
-            yield delta
-        t_generated = time.perf_counter()
-        timings["generate"] = t_generated - t_retrieved
-        raw = "".join(parts).strip()
+        prompt_tokens = 0
+        reason: policy.Abstain | None = policy.Abstain.DECLINED
+        for attempt, sources in enumerate(_attempts(retrieval, asked.question)):
+            t_asked = time.perf_counter()
+            messages = self.messages(asked.question, sources)
+            prompt_tokens += llm.prompt_tokens(messages)
+            parts: list[str] = []
+            for delta in _hold_decline(llm.stream(messages, max_tokens=s.max_tokens, temperature=s.temperature,
+                                                  seed=s.seed)):
+                if not timings["first_token"]:
+                    timings["first_token"] = time.perf_counter() - t0
+                parts.append(delta)
+                yield delta
+            raw = "".join(parts).strip()
+            t_generated = time.perf_counter()
+            timings["generate"] += t_generated - t_asked
+            declined = policy.declines(raw)
+            checked = [] if declined else check(raw, sources, self.judge, asked.question, self.retriever().knows)
+            timings["verify"] += time.perf_counter() - t_generated
+            reason = policy.verdict(declined, [c.claim for c in checked if c.supported], asked.question)
+            if reason is None:
+                yield self._answer(asked, sources, checked, timings, t0, prompt_tokens, llm.name, attempt)
+                return
+            if reason not in policy.RETRY_ON:
+                break
+        yield self._abstain(asked, retrieval, timings, t0, prompt_tokens, llm.name, reason or policy.Abstain.DECLINED)
 
-        declined = policy.declines(raw)
-        checked = [] if declined else check(raw, retrieval.sources, self.judge, question, self.retriever().knows)
-        timings["verify"] = time.perf_counter() - t_generated
-        reason = policy.verdict(declined, [c.claim for c in checked if c.supported], question)
-        if reason is not None:
-            yield self._abstain(question, retrieval, timings, t0, prompt_tokens, llm.name, reason)
-            return
+    def _answer(self, asked: Standalone, sources: list[Source], checked, timings, t0, prompt_tokens: int,
+                model: str, attempt: int) -> Answer:
         text, mapping = render(checked)
-        by_number = {src.number: src for src in retrieval.sources}
+        by_number = {src.number: src for src in sources}
         citations = []
         for src_number, marker in sorted(mapping.items(), key=lambda kv: kv[1]):
             best = max((c.score for c in checked if src_number in c.sources), default=0.0)
@@ -227,9 +244,9 @@ class Pipeline:
         sentences = [Sentence(text=c.text, citations=[mapping[n] for n in c.sources], supported=c.supported,
                               score=c.score) for c in checked]
         timings["total"] = time.perf_counter() - t0
-        yield Answer(question=question, text=text, citations=citations, abstained=False, sentences=sentences,
-                     timings=_rounded(timings), sources=[_as_citation(x, x.number) for x in retrieval.sources],
-                     prompt_tokens=prompt_tokens, model=llm.name)
+        return Answer(question=asked.asked, text=text, citations=citations, abstained=False, sentences=sentences,
+                      timings=_rounded(timings), sources=[_as_citation(x, x.number) for x in sources],
+                      prompt_tokens=prompt_tokens, model=model, standalone=asked.question, attempts=attempt + 1)
 
     def ask(self, question: str, history: list[Message] | None = None) -> Answer:
         for item in self.stream(question, history):
@@ -237,12 +254,39 @@ class Pipeline:
                 return item
         raise AssertionError("stream() ended without an Answer")  # unreachable: stream always ends with one
 
-    def _abstain(self, question, retrieval: Retrieval, timings, t0, prompt_tokens, model: str,
+    def _abstain(self, asked: Standalone, retrieval: Retrieval, timings, t0, prompt_tokens, model: str,
                  reason: policy.Abstain) -> Answer:
         timings["total"] = time.perf_counter() - t0
-        return Answer(question=question, text=NOT_FOUND, citations=[], abstained=True, sentences=[],
+        return Answer(question=asked.asked, text=NOT_FOUND, citations=[], abstained=True, sentences=[],
                       timings=_rounded(timings), sources=[_as_citation(x, x.number) for x in retrieval.sources],
-                      prompt_tokens=prompt_tokens, model=model, abstain_reason=reason.value)
+                      prompt_tokens=prompt_tokens, model=model, abstain_reason=reason.value,
+                      standalone=asked.question)
+
+
+def _attempts(retrieval: Retrieval, question: str) -> Iterator[list[Source]]:
+    """The sources of each try: all of them, then (when the model declined although one sentence holds most of the
+    question's words) the best source alone, as [1]: a small model overlooks the answer among several passages."""
+    yield retrieval.sources
+    if policy.worth_retry(retrieval.best_similarity, retrieval.best_overlap) and len(retrieval.sources) > 1:
+        best = retrieval.sources[0]
+        yield [Source(number=1, doc_id=best.doc_id, title=best.title, text=best.text, start=best.start, end=best.end,
+                      score=best.score)]
+
+
+def _hold_decline(deltas: Iterator[str]) -> Iterator[str]:
+    """The model's deltas, except a reply that is NOT_FOUND: a reader should see the abstention, not the token."""
+    token = policy.NOT_FOUND_TOKEN
+    held, holding = "", True
+    for delta in deltas:
+        if not holding:
+            yield delta
+            continue
+        held += delta
+        if not token.startswith(held.strip()[: len(token)]):
+            yield held
+            holding = False
+    if holding and held and not held.strip().startswith(token):
+        yield held
 
 
 def _rounded(timings: dict[str, float]) -> dict[str, float]:

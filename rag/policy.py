@@ -23,6 +23,13 @@ MIN_RELEVANCE = 0.25
 MIN_OVERLAP = 0.6
 
 
+NOT_FOUND_TOKEN = "NOT_FOUND"  # what the system prompt tells the model to reply when no source answers
+# A decline or an unsupported reply is retried once with the best source alone when the question is this near it in
+# meaning, or that source has this share of its words (chosen on the dev split; see the closing note of the run).
+RETRY_SIMILARITY = 0.45
+RETRY_OVERLAP = 0.5
+
+
 class Abstain(StrEnum):
     """Why an answer became an abstention (Answer.abstain_reason)."""
 
@@ -30,6 +37,14 @@ class Abstain(StrEnum):
     DECLINED = "declined"  # the model said the sources do not answer
     UNSUPPORTED = "unsupported"  # no sentence of the reply is supported by its sources
     WRONG_KIND = "wrong_kind"  # a how-many / when / how-long question got no figure or duration
+
+
+RETRY_ON = frozenset({Abstain.DECLINED, Abstain.UNSUPPORTED})
+
+
+def worth_retry(best_similarity: float, best_overlap: float) -> bool:
+    """After a decline: is the best source near enough that the model probably overlooked it among the others?"""
+    return best_similarity >= RETRY_SIMILARITY or best_overlap >= RETRY_OVERLAP
 
 
 def worth_asking(has_sources: bool, best_similarity: float, best_overlap: float, min_similarity: float = MIN_RELEVANCE,
