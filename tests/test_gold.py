@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "eval" / "gold"
 TAGS = {"single_fact", "number", "paraphrase", "multi_sentence", "multi_doc", "disagreement", "followup",
         "unanswerable"}
-QUESTION_KEYS = {"id", "question", "history", "answerable", "reference", "facts", "spans", "tags"}
+QUESTION_KEYS = {"id", "question", "history", "answerable", "reference", "facts", "spans", "tags", "split"}
 POSITIVE_KINDS = {"verbatim", "paraphrase", "summary"}
 NEGATIVE_KINDS = {"wrong_number", "wrong_entity", "other_passage", "overstated", "contradiction",
                   "extra_fact", "unrelated"}
