@@ -3,10 +3,10 @@ by tag, so that tuning on dev can be checked on test.
 
     python -m eval.splits eval/gold/questions.jsonl     # give every question that lacks one a "split"
 
-Questions are dealt in file order; each goes to the split that leaves its tags best balanced between dev and
-test (ties: the smaller split, then dev). A question that already has a split keeps it, so adding questions to a
-set never moves the old ones from test to dev. A follow-up may land in another split than the question it
-follows: the split is by question, and a history is part of its question. Scoring is not done here.
+Tags are dealt rarest first; each question of a tag goes to the split with fewer of that tag (ties: the one with
+fewer of its other tags, then the smaller split, then dev). A question that already has a split keeps it, so
+adding questions to a set never moves old ones from test to dev. A follow-up may land in another split than the
+question it follows: the split is by question, and a history is part of its question. Scoring is not done here.
 """
 
 from __future__ import annotations
@@ -20,25 +20,32 @@ SPLITS = ("dev", "test")
 
 
 def assign_splits(questions: list[dict]) -> list[str]:
-    """The split of each question, in order: its own where it has one, otherwise the one that balances its tags."""
-    counts = {s: Counter() for s in SPLITS}
-    for q in questions:
-        if q.get("split") in SPLITS:
-            counts[q["split"]].update(q["tags"])
-
-    def cost(split: str, tags: list[str]) -> tuple[int, int, int]:
-        other = SPLITS[1 - SPLITS.index(split)]
-        skew = sum(counts[split][t] - counts[other][t] for t in tags)  # how far this split is ahead on these tags
-        return skew, sum(counts[split].values()), SPLITS.index(split)
-
-    out = []
-    for q in questions:
-        split = q.get("split")
-        if split not in SPLITS:
-            split = min(SPLITS, key=lambda s: cost(s, q["tags"]))
+    """The split of each question, in order: its own where it has one, otherwise one that balances its tags."""
+    splits: list[str | None] = [q.get("split") if q.get("split") in SPLITS else None for q in questions]
+    counts = {s: Counter() for s in SPLITS}  # per split: questions per tag
+    sizes = Counter()  # per split: questions
+    for q, split in zip(questions, splits, strict=True):
+        if split:
             counts[split].update(q["tags"])
-        out.append(split)
-    return out
+            sizes[split] += 1
+    # Iterative stratification (Sechidis et al., 2011): the rarest tag among the questions left is dealt first,
+    # so a small tag (follow-ups, multi-doc) is not thrown off balance by questions placed for a common one.
+    while left := [i for i, split in enumerate(splits) if split is None]:
+        freq = Counter(t for i in left for t in questions[i]["tags"])
+        tag = min(freq, key=lambda t: (freq[t], t))
+        for i in [i for i in left if tag in questions[i]["tags"]]:
+            tags = questions[i]["tags"]
+
+            def cost(split: str) -> tuple[int, int, int, int]:
+                other = SPLITS[1 - SPLITS.index(split)]
+                skew = sum(counts[split][t] - counts[other][t] for t in tags if t != tag)
+                return counts[split][tag] - counts[other][tag], skew, sizes[split] - sizes[other], SPLITS.index(split)
+
+            best = min(SPLITS, key=cost)
+            splits[i] = best
+            counts[best].update(tags)
+            sizes[best] += 1
+    return [split for split in splits if split]
 
 
 def main(argv: list[str] | None = None) -> int:
