@@ -22,8 +22,8 @@ SPLITS = ("dev", "test")
 def assign_splits(questions: list[dict]) -> list[str]:
     """The split of each question, in order: its own where it has one, otherwise one that balances its tags."""
     splits: list[str | None] = [q.get("split") if q.get("split") in SPLITS else None for q in questions]
-    counts = {s: Counter() for s in SPLITS}  # per split: questions per tag
-    sizes = Counter()  # per split: questions
+    counts: dict[str, Counter[str]] = {s: Counter() for s in SPLITS}  # per split: questions per tag
+    sizes: Counter[str] = Counter()  # per split: questions
     for q, split in zip(questions, splits, strict=True):
         if split:
             counts[split].update(q["tags"])
@@ -34,18 +34,20 @@ def assign_splits(questions: list[dict]) -> list[str]:
         freq = Counter(t for i in left for t in questions[i]["tags"])
         tag = min(freq, key=lambda t: (freq[t], t))
         for i in [i for i in left if tag in questions[i]["tags"]]:
-            tags = questions[i]["tags"]
-
-            def cost(split: str) -> tuple[int, int, int, int]:
-                other = SPLITS[1 - SPLITS.index(split)]
-                skew = sum(counts[split][t] - counts[other][t] for t in tags if t != tag)
-                return counts[split][tag] - counts[other][tag], skew, sizes[split] - sizes[other], SPLITS.index(split)
-
-            best = min(SPLITS, key=cost)
+            best = min(SPLITS, key=lambda s: _cost(s, tag, questions[i]["tags"], counts, sizes))
             splits[i] = best
-            counts[best].update(tags)
+            counts[best].update(questions[i]["tags"])
             sizes[best] += 1
     return [split for split in splits if split]
+
+
+def _cost(split: str, tag: str, tags: list[str], counts: dict[str, Counter[str]], sizes: Counter[str]
+          ) -> tuple[int, int, int, int]:
+    """Lower is better: fewer of `tag` in `split` than in the other, then fewer of the question's other tags,
+    then fewer questions, then dev before test."""
+    other = SPLITS[1 - SPLITS.index(split)]
+    skew = sum(counts[split][t] - counts[other][t] for t in tags if t != tag)
+    return counts[split][tag] - counts[other][tag], skew, sizes[split] - sizes[other], SPLITS.index(split)
 
 
 def main(argv: list[str] | None = None) -> int:
