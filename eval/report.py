@@ -194,8 +194,10 @@ def _by_split(by_split: dict[str, dict]) -> list[str]:
              "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
              "| questions | " + " | ".join(str(int(by_split[n]["n_questions"])) for n in names) + " |",
              "| answerable | " + " | ".join(str(int(by_split[n]["n_answerable"])) for n in names) + " |"]
-    for key in [k for k in QUALITY if any(k in m for m in by_split.values())] + ["invalid_citations"]:
+    for key in [k for k in QUALITY if any(k in m for m in by_split.values())]:
         lines.append(f"| {key} | " + " | ".join(_fmt(by_split[n].get(key, float("nan"))) for n in names) + " |")
+    lines.append("| invalid_citations | " + " | ".join(str(int(by_split[n]["invalid_citations"])) for n in names)
+                 + " |")
     return lines
 
 
