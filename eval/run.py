@@ -13,8 +13,8 @@ gates against the set's own baseline. Every question is in the dev or the test s
 report gives the summary of each split beside the other's. Answers are always written to a cache under the run
 home (`<home>/eval-cache/`), keyed by the model file's checksum (or id), the settings, the corpus text, the source
 of rag/ and ingest/, and the question with its history; only `--cached` reads it, so by default every answer is
-generated fresh. Metrics live in eval/metrics.py, gates in
-eval/gates.py, the report in eval/report.py, the judges and calibration in eval/judge.py.
+generated fresh. Metrics live in eval/metrics.py, gates in eval/gates.py, the report in eval/report.py, the judges
+and calibration in eval/judge.py.
 """
 
 from __future__ import annotations
