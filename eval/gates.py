@@ -53,10 +53,13 @@ def load_config(path: Path = DEFAULT_GATES) -> dict:
     return config
 
 
-def baseline_path(config: dict, override: Path | None = None) -> Path:
+def baseline_path(config: dict, override: Path | None = None, gold_set: str | None = None) -> Path:
+    """The baseline file: `override`, else the gates file's; another gold set than the default has its own
+    (baseline.json -> baseline-gitdocs.json), so one set's gate never compares with the other's figures."""
     if override is not None:
         return Path(override)
-    return Path(config["_dir"]) / config["baseline"].get("file", "baseline.json")
+    path = Path(config["_dir"]) / config["baseline"].get("file", "baseline.json")
+    return path.with_name(f"{path.stem}-{gold_set}{path.suffix}") if gold_set else path
 
 
 def gold_fingerprint(questions: list[dict]) -> str:

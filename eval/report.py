@@ -1,9 +1,10 @@
 """The eval report: per-question checks, report.md, report.json and two PNG charts, written to one run folder.
 
 report.md leads with the verdict (which gate failed, by how much), then the gaps to the targets, every metric
-against the baseline, cost, the per-question grid, and each failing question with the answer and its citations
-beside the gold reference and spans. report.json holds the same figures for machines. Charts use matplotlib's
-Agg backend (no display). Scoring happens elsewhere (eval/metrics.py); this module only presents.
+against the baseline, the same metrics for the dev and the test split side by side, cost, the per-question grid,
+and each failing question with the answer and its citations beside the gold reference and spans. report.json holds
+the same figures for machines. Charts use matplotlib's Agg backend (no display). Scoring happens elsewhere
+(eval/metrics.py); this module only presents.
 """
 
 from __future__ import annotations
@@ -131,9 +132,9 @@ def write_markdown(path: Path, run: dict, rows: list[dict], answers: dict[str, d
     lines = [
         f"# Citation-faithfulness eval, {run['created']}",
         "",
-        f"Model `{scope['model'] or scope['llm']}` ({scope['llm']}), embedder `{scope['embedder']}`, support judge "
-        f"`{scope['judge']}`, retrieval cut-off k = {scope['k']}. {len(rows)} questions "
-        f"({int(summary['n_answerable'])} answerable); answers {run['answers_source']}.",
+        f"Gold set `{run['set']}`, split `{run['split']}`. Model `{scope['model'] or scope['llm']}` ({scope['llm']}), "
+        f"embedder `{scope['embedder']}`, support judge `{scope['judge']}`, retrieval cut-off k = {scope['k']}. "
+        f"{len(rows)} questions ({int(summary['n_answerable'])} answerable); answers {run['answers_source']}.",
         "",
         f"## Verdict: {'FAIL' if failed else 'PASS'}",
         "",
@@ -155,6 +156,7 @@ def write_markdown(path: Path, run: dict, rows: list[dict], answers: dict[str, d
         was = base.get(key)
         change = f"{value - was:+.3f}" if isinstance(was, int | float) and not math.isnan(value) else "–"
         lines.append(f"| {key} | {_fmt(value)} | {_fmt(was)} | {change} |")
+    lines += _by_split(run["summary_by_split"])
     lines += ["", "![metrics](metrics.png)", "", "## Cost", "",
               "| per question | p50 | p95 | mean |", "|---|---|---|---|"]
     for stage in ("total", "first_token", "retrieve", "generate", "verify"):
@@ -167,11 +169,12 @@ def write_markdown(path: Path, run: dict, rows: list[dict], answers: dict[str, d
     if run["answers_source"] != "generated fresh":
         lines += ["", "Latency of cached answers is that of the run that generated them."]
     lines += ["", "## Questions", "", "![questions](questions.png)", "",
-              "| id | tags | abstained | facts | F1 | hit@k | cit. recall | cit. precision | failed checks |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| id | split | tags | abstained | facts | F1 | hit@k | cit. recall | cit. precision | failed checks |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         tags = ", ".join(gold[r["id"]]["tags"])
-        lines.append(f"| {r['id']} | {tags} | {'yes' if r['abstained'] else 'no'} | {_fmt(r.get('facts_present'), 2)} "
+        lines.append(f"| {r['id']} | {gold[r['id']].get('split', '')} | {tags} | {'yes' if r['abstained'] else 'no'} "
+                     f"| {_fmt(r.get('facts_present'), 2)} "
                      f"| {_fmt(r.get('token_f1'), 2)} | {_fmt(r.get('hit@k'), 0)} | "
                      f"{_fmt(r.get('citation_recall'), 2)} | {_fmt(r.get('citation_precision'), 2)} | "
                      f"{', '.join(failed_checks(r)) or ''} |")
@@ -180,6 +183,22 @@ def write_markdown(path: Path, run: dict, rows: list[dict], answers: dict[str, d
     for r in failing:
         lines += _failing_question(r, answers[r["id"]], gold[r["id"]])
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _by_split(by_split: dict[str, dict]) -> list[str]:
+    """Dev and test side by side: tune on dev, and check on test that the gain holds."""
+    if not by_split:
+        return []
+    names = list(by_split)
+    lines = ["", "## Metrics by split", "", "Tune on dev; test shows whether a change generalises.", "",
+             "| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|",
+             "| questions | " + " | ".join(str(int(by_split[n]["n_questions"])) for n in names) + " |",
+             "| answerable | " + " | ".join(str(int(by_split[n]["n_answerable"])) for n in names) + " |"]
+    for key in [k for k in QUALITY if any(k in m for m in by_split.values())]:
+        lines.append(f"| {key} | " + " | ".join(_fmt(by_split[n].get(key, float("nan"))) for n in names) + " |")
+    lines.append("| invalid_citations | " + " | ".join(str(int(by_split[n]["invalid_citations"])) for n in names)
+                 + " |")
+    return lines
 
 
 def _failing_question(row: dict, answer: dict, q: dict) -> list[str]:

@@ -2,14 +2,19 @@
 
     rag eval                         # all gold questions, answers generated fresh, report in runs/eval-<timestamp>/
     rag eval --limit 6 --cached      # a mixed subset; reuse cached answers (re-scoring is then instant)
+    rag eval --set gitdocs --split dev   # another gold set (its own corpus, store and baseline), one split of it
     rag eval --refresh-baseline      # deliberately rewrite eval/baseline.json from this run
     rag eval --calibrate [--judge llm]   # the support judge against eval/gold/support_pairs.jsonl
 
 Exit code: 0 when the gates pass, 1 when one fails (the summary names it and by how much), 2 for a usage or setup
-error. Answers are always written to a cache under the run home (`<home>/eval-cache/`), keyed by the model file's
-checksum (or id), the settings, the corpus text, the source of rag/ and ingest/, and the question with its history;
-only `--cached` reads it, so by default every answer is generated fresh. Metrics live in eval/metrics.py, gates in
-eval/gates.py, the report in eval/report.py, the judges and calibration in eval/judge.py.
+error. A gold set (`SETS`) is a questions file with the corpus its spans quote; the eval indexes that corpus in
+a store of its own (`<home>/eval-store/<set>/`, so the sets never overwrite each other or the user's store) and
+gates against the set's own baseline. Every question is in the dev or the test split (eval/splits.py); the
+report gives the summary of each split beside the other's. Answers are always written to a cache under the run
+home (`<home>/eval-cache/`), keyed by the model file's checksum (or id), the settings, the corpus text, the source
+of rag/ and ingest/, and the question with its history; only `--cached` reads it, so by default every answer is
+generated fresh. Metrics live in eval/metrics.py, gates in eval/gates.py, the report in eval/report.py, the judges
+and calibration in eval/judge.py.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -30,9 +36,29 @@ from eval.cli import run_command, run_folder
 from eval.metrics import aggregate, citation_metrics, score_answer
 from ingest.errors import UserError
 
-GOLD = Path(__file__).resolve().parent / "gold"
+ROOT = Path(__file__).resolve().parents[1]
+GOLD = ROOT / "eval" / "gold"
 QUESTIONS = GOLD / "questions.jsonl"
 PAIRS = GOLD / "support_pairs.jsonl"
+
+
+@dataclass(frozen=True)
+class GoldSet:
+    """Gold questions and the corpus their spans quote (doc_id = file stem)."""
+
+    name: str
+    questions: Path
+    corpus: Path
+    description: str
+
+
+SETS = {s.name: s for s in [
+    GoldSet("news", QUESTIONS, ROOT / "data" / "corpus", "three news articles (the bundled corpus)"),
+    GoldSet("gitdocs", GOLD / "gitdocs" / "questions.jsonl", ROOT / "data" / "gitdocs",
+            "ten HTML pages of Git's documentation (Debian git-doc)"),
+]}
+DEFAULT_SET = "news"
+SPLIT_CHOICES = ("dev", "test", "all")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,21 +67,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="score N questions, mixing answerable, unanswerable and follow-ups "
                    "(with --calibrate --judge llm: ask the LLM judge about N evenly spaced pairs)")
     p.add_argument("--ids", help="comma-separated question ids to score, e.g. q001,q077")
+    p.add_argument("--set", dest="gold_set", choices=list(SETS), default=DEFAULT_SET,
+                   help="gold set: " + "; ".join(f"{s.name} = {s.description}" for s in SETS.values())
+                   + f" (default: {DEFAULT_SET})")
+    p.add_argument("--split", choices=SPLIT_CHOICES, default="all",
+                   help="score the dev or the test questions only (default: all, each split summarised)")
     p.add_argument("--cached", action="store_true", help="reuse cached answers where present (default: fresh)")
     p.add_argument("--cache", type=Path, help="answer cache folder (default: <home>/eval-cache)")
     p.add_argument("--judge", choices=["support", "llm"], default="support",
                    help="support judge for ALCE citation metrics: the pipeline's own (default) or the local LLM")
     p.add_argument("--k", type=int, help="retrieval cut-off for hit@k, recall@k, nDCG@k (default: max_sources)")
     p.add_argument("--gates", type=Path, default=gates_mod.DEFAULT_GATES, help="gates file (default: eval/gates.toml)")
-    p.add_argument("--baseline", type=Path, help="baseline file (default: from the gates file, eval/baseline.json)")
+    p.add_argument("--baseline", type=Path, help="baseline file (default: from the gates file, one per set: "
+                   "eval/baseline.json, eval/baseline-<set>.json)")
     p.add_argument("--refresh-baseline", action="store_true", help="rewrite the baseline from this run")
     p.add_argument("--calibrate", action="store_true",
                    help="measure the support judge on the labelled pairs and print refitted weights")
-    p.add_argument("--questions", type=Path, default=QUESTIONS, help="gold questions (JSONL)")
+    p.add_argument("--questions", type=Path, help="gold questions (JSONL; default: the set's)")
     p.add_argument("--pairs", type=Path, default=PAIRS, help="labelled support pairs (JSONL), for --calibrate")
     p.add_argument("--llm", help="model id (default: RAG_LLM or llamacpp:default)")
-    p.add_argument("--corpus", type=Path, help="folder of articles [RAG_CORPUS]")
-    p.add_argument("--store", help="store folder or http://HOST:PORT [RAG_STORE]")
+    p.add_argument("--corpus", type=Path, help="folder of articles (default: the set's, e.g. data/corpus; "
+                   "RAG_CORPUS is not read: the gold spans quote the set's corpus)")
+    p.add_argument("--store", help="store folder or http://HOST:PORT (default: <home>/eval-store/<set>; "
+                   "RAG_STORE is not read)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-question progress on stderr")
     return p
 
@@ -75,9 +109,15 @@ def _kind(q: dict) -> str:
     return "followup" if q["history"] else "answerable" if q["answerable"] else "unanswerable"
 
 
-def select(questions: list[dict], limit: int | None = None, ids: str | None = None) -> list[dict]:
-    """The questions to score, in gold order. `limit` deals from each kind in turn, so a small run still has
-    answerable questions, unanswerable ones and follow-ups."""
+def select(questions: list[dict], limit: int | None = None, ids: str | None = None, split: str = "all"
+           ) -> list[dict]:
+    """The questions to score, in gold order: those of `split` ("dev", "test" or "all"). `limit` deals from each
+    kind in turn, so a small run still has answerable questions, unanswerable ones and follow-ups."""
+    if split != "all":
+        questions = [q for q in questions if q.get("split") == split]
+        if not questions:
+            raise UserError(f"no gold question is in the {split!r} split: give each a \"split\" with "
+                            "python -m eval.splits FILE")
     if ids:
         wanted = [i.strip() for i in ids.split(",") if i.strip()]
         unknown = sorted(set(wanted) - {q["id"] for q in questions})
@@ -195,7 +235,8 @@ def score(questions: list[dict], answers: dict[str, dict], docs: dict[str, str],
     try:
         rows = [score_answer(answers[q["id"]], q, docs, judge, k) for q in questions]
     except ValueError as e:  # a gold span that is not in the corpus being scored
-        raise UserError(f"{e}: the gold questions belong to the bundled corpus (pass --corpus accordingly)") from None
+        raise UserError(f"{e}: the gold questions belong to their set's corpus (drop --corpus, or pass the "
+                        "folder the set's spans quote)") from None
     for row in rows:
         if not row["answerable"]:
             row["invalid_citations"] = citation_metrics(answers[row["id"]], _no_judge, docs=docs)["invalid_citations"]
@@ -210,19 +251,38 @@ def _no_judge(claim: str, passages: list[str]) -> bool:
 
 
 def _settings(args):
+    """The set's corpus and a store of its own under the home, unless --corpus / --store say otherwise."""
     from rag.settings import Settings
 
-    return Settings.from_env(llm=args.llm, corpus=args.corpus, store=args.store)
+    gold = SETS[args.gold_set]
+    home = Settings.from_env().home
+    return Settings.from_env(llm=args.llm, corpus=args.corpus or gold.corpus,
+                             store=args.store or str(home / "eval-store" / gold.name))
+
+
+def summarise(rows: list[dict]) -> dict[str, float]:
+    summary = aggregate(rows)
+    summary["invalid_citations"] = float(sum(r.get("invalid_citations", 0) for r in rows))
+    return summary
+
+
+def summary_by_split(rows: list[dict], questions: list[dict]) -> dict[str, dict[str, float]]:
+    """The summary of each split that has questions in this run, dev before test."""
+    split_of = {q["id"]: q.get("split") for q in questions}
+    return {split: summarise([r for r in rows if split_of[r["id"]] == split]) for split in SPLIT_CHOICES[:2]
+            if any(split_of[r["id"]] == split for r in rows)}
 
 
 def evaluate(args) -> int:
     from rag import pipeline
 
     config = gates_mod.load_config(args.gates)
-    if args.refresh_baseline and args.baseline is None and (args.limit or args.ids or args.judge != "support"):
+    gold = SETS[args.gold_set]
+    partial = args.limit or args.ids or args.split != "all" or args.questions
+    if args.refresh_baseline and args.baseline is None and (partial or args.judge != "support"):
         raise UserError("the committed baseline is for every gold question and the support judge: drop --limit, "
-                        "--ids and --judge, or write elsewhere with --baseline FILE")
-    questions = select(load_questions(args.questions), args.limit, args.ids)
+                        "--ids, --split, --questions and --judge, or write elsewhere with --baseline FILE")
+    questions = select(load_questions(args.questions or gold.questions), args.limit, args.ids, args.split)
     settings = _settings(args)
     pipe = pipeline(settings)
     pipe.retriever()  # sync the corpus first: the documents are needed for the cache key and for scoring
@@ -232,18 +292,19 @@ def evaluate(args) -> int:
     judge_name = judge.name if isinstance(judge, judge_mod.LLMJudge) else "support"
     out = run_folder(args.out, "eval")
     if not args.quiet:
-        print(f"rag eval: {len(questions)} questions with {settings.llm} -> {out}", file=sys.stderr)
+        print(f"rag eval: {len(questions)} {gold.name} questions ({args.split}) with {settings.llm} -> {out}",
+              file=sys.stderr)
 
     answers, hits = answer_all(pipe, questions, cache_for(pipe, docs, args.cache), args.cached, args.quiet)
     rows = score(questions, answers, docs, judge.supports, k)
-    summary = aggregate(rows)
-    summary["invalid_citations"] = float(sum(r.get("invalid_citations", 0) for r in rows))
+    summary = summarise(rows)
+    by_split = summary_by_split(rows, questions)
     models = sorted({a["model"] for a in answers.values() if a.get("model")})
     scope = {"llm": settings.llm, "model": ", ".join(models), "embedder": settings.embedder,
              "judge": judge_name, "k": k, "questions": len(questions),
-             "gold": gates_mod.gold_fingerprint(questions)}
+             "gold": gates_mod.gold_fingerprint([_without_split(q) for q in questions])}
 
-    where = gates_mod.baseline_path(config, args.baseline)
+    where = gates_mod.baseline_path(config, args.baseline, None if gold.name == DEFAULT_SET else gold.name)
     baseline = gates_mod.read_baseline(where)
     fingerprints = {q["id"]: gates_mod.question_fingerprint(q) for q in questions}
     results = [gates_mod.check_baseline(rows, summary, scope, baseline, config, where, fingerprints),
@@ -254,7 +315,8 @@ def evaluate(args) -> int:
             results.append(gates_mod.GateResult("refresh_baseline", "fail",
                                                 f"baseline not rewritten: {results[1].summary}"))
         else:
-            command = "rag eval --refresh-baseline" + (f" --judge {args.judge}" if args.judge != "support" else "")
+            command = ("rag eval --refresh-baseline" + (f" --set {gold.name}" if gold.name != DEFAULT_SET else "")
+                       + (f" --judge {args.judge}" if args.judge != "support" else ""))
             gates_mod.write_baseline(where, gates_mod.baseline_record(summary, scope, created, command, rows,
                                                                              fingerprints))
             baseline = gates_mod.read_baseline(where)
@@ -265,7 +327,8 @@ def evaluate(args) -> int:
 
     source = ("generated fresh" if not hits else "all from the cache" if hits == len(questions)
               else f"{hits} from the cache, {len(questions) - hits} generated fresh")
-    run = {"created": created, "scope": scope, "answers_source": source, "summary": summary,
+    run = {"created": created, "set": gold.name, "split": args.split, "scope": scope, "answers_source": source,
+           "summary": summary, "summary_by_split": by_split,
            "gates": [vars(g) for g in results], "passed": not any(g.failed for g in results),
            "targets": gaps, "baseline": {"path": str(where), "metrics": (baseline or {}).get("metrics")},
            "questions": [{**r, "checks": report.question_checks(r), "failed": report.failed_checks(r)}
@@ -282,16 +345,27 @@ def evaluate(args) -> int:
     return 0 if run["passed"] else 1
 
 
+def _without_split(q: dict) -> dict:
+    # Which split a question is in does not change what it measures: a baseline stays comparable when the
+    # questions it was measured on are later given their split.
+    return {k: v for k, v in q.items() if k != "split"}
+
+
+def _f(summary: dict, key: str) -> str:
+    v = summary.get(key, float("nan"))
+    return "–" if math.isnan(v) else f"{v:.3f}"
+
+
 def summary_text(run: dict, results: list, gaps: list[dict], out: Path) -> str:
     s, scope = run["summary"], run["scope"]
 
     def f(key: str) -> str:
-        v = s.get(key, float("nan"))
-        return "–" if math.isnan(v) else f"{v:.3f}"
+        return _f(s, key)
 
     lines = [
-        f"rag eval: {int(s['n_questions'])} questions ({int(s['n_answerable'])} answerable), {scope['llm']}, "
-        f"judge {scope['judge']}, k={scope['k']}; answers {run['answers_source']}",
+        f"rag eval: {run['set']} set, {int(s['n_questions'])} questions ({int(s['n_answerable'])} answerable, "
+        f"split {run['split']}), {scope['llm']}, judge {scope['judge']}, k={scope['k']}; answers "
+        f"{run['answers_source']}",
         f"  retrieval  hit@k {f('hit@k')}  recall@k {f('recall@k')}  mrr {f('mrr')}  ndcg@k {f('ndcg@k')}",
         f"  answers    facts {f('facts_present')}  token F1 {f('token_f1')}",
         f"  citations  recall {f('citation_recall')}  precision {f('citation_precision')}  unsupported share "
@@ -301,6 +375,9 @@ def summary_text(run: dict, results: list, gaps: list[dict], out: Path) -> str:
         f"  cost       total p50 {f('latency_total_p50')}s p95 {f('latency_total_p95')}s  first token p50 "
         f"{f('latency_first_token_p50')}s p95 {f('latency_first_token_p95')}s  prompt tokens "
         f"{f('prompt_tokens_mean')}",
+        *[f"  {split:<10} {int(m['n_questions'])} questions: hit@k {_f(m, 'hit@k')}  facts {_f(m, 'facts_present')}  "
+          f"citation precision {_f(m, 'citation_precision')}  abstention recall {_f(m, 'abstention_recall')}  "
+          f"false abstention {_f(m, 'false_abstention_rate')}" for split, m in run["summary_by_split"].items()],
         "gates:",
         *[f"  {g.status.upper():<7} {g.name}: {g.summary}" for g in results],
         "gaps to targets:",

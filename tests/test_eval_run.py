@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from eval.gates import DEFAULT_GATES as GATES
-from eval.run import QUESTIONS, load_questions, main, select
+from eval.gates import baseline_path, load_config
+from eval.run import QUESTIONS, SETS, load_questions, main, select
 from rag.llm import FakeLLM
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -169,3 +170,61 @@ def test_bad_arguments_exit_2_with_a_message(env, capsys):
     assert main(["--limit", "3", "--refresh-baseline", "--gates", str(gates), "--out", str(env / "y")]) == 2
     assert not (env / "committed.json").exists()
     assert "the committed baseline is for every gold question" in capsys.readouterr().err
+
+
+def test_gitdocs_set_uses_its_corpus_store_and_baseline_and_reports_each_split(env, capsys):
+    """The env points RAG_CORPUS at the news articles and RAG_STORE elsewhere: a set brings its own corpus and
+    store; its baseline is named after the gates file's (here committed.json -> committed-gitdocs.json)."""
+    gates = env / "gates.toml"
+    gates.write_text(GATES.read_text().replace('file = "baseline.json"', 'file = "committed.json"'))
+    out = env / "git-test"
+    code = main(["--set", "gitdocs", "--split", "test", "--limit", "6", "--gates", str(gates), "--out", str(out),
+                 "-q"])
+    assert code == 0, capsys.readouterr()
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["set"] == "gitdocs" and report["split"] == "test"
+    assert len(report["questions"]) == 6 and all(q["id"].startswith("g") for q in report["questions"])
+    gitdocs = {q["id"]: q for q in load_questions(SETS["gitdocs"].questions)}
+    assert {gitdocs[q["id"]]["split"] for q in report["questions"]} == {"test"}
+    assert list(report["summary_by_split"]) == ["test"]
+    assert report["summary_by_split"]["test"]["n_questions"] == 6
+    assert report["baseline"]["path"] == str(env / "committed-gitdocs.json")
+    assert gate(report, "baseline")["status"] == "skipped" and not (env / "committed-gitdocs.json").exists()
+    # the gold spans were found in the HTML pages' text: retrieval was scored against data/gitdocs
+    assert report["summary"]["hit@k"] is not None and report["summary"]["invalid_citations"] == 0
+    assert (env / "home" / "eval-store" / "gitdocs").is_dir() and not (env / "store").exists()
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "Gold set `gitdocs`, split `test`" in md and "## Metrics by split" in md
+    assert "rag eval: gitdocs set, 6 questions" in capsys.readouterr().out
+
+    # --split all (the default): dev and test summarised side by side (same env: the set's store is reused)
+    code, report = run(env, "both", "--set", "gitdocs")
+    assert code == 0
+    by_split = report["summary_by_split"]
+    assert list(by_split) == ["dev", "test"]
+    gitdocs = {q["id"]: q for q in load_questions(SETS["gitdocs"].questions)}
+    for split, summary in by_split.items():
+        rows = [q for q in report["questions"] if gitdocs[q["id"]]["split"] == split]
+        assert summary["n_questions"] == len(rows) > 0
+        assert summary["n_answerable"] == sum(r["answerable"] for r in rows)
+    assert by_split["dev"]["n_questions"] + by_split["test"]["n_questions"] == report["summary"]["n_questions"]
+    md = (env / "both" / "report.md").read_text(encoding="utf-8")
+    table = md.split("## Metrics by split")[1].split("\n\n![metrics]")[0]
+    assert "| metric | dev | test |" in table and "| hit@k |" in table
+    assert f"| questions | {int(by_split['dev']['n_questions'])} | {int(by_split['test']['n_questions'])} |" in table
+
+
+def test_split_selects_that_splits_questions_only():
+    questions = load_questions(QUESTIONS)
+    dev = select(questions, split="dev")
+    test = select(questions, split="test")
+    assert dev and test and len(dev) + len(test) == len(questions)
+    assert {q["split"] for q in dev} == {"dev"} and {q["split"] for q in test} == {"test"}
+    assert {q["split"] for q in select(questions, limit=6, split="test")} == {"test"}
+
+
+def test_the_default_set_keeps_its_baseline_and_another_set_gets_its_own():
+    config = load_config(GATES)
+    assert baseline_path(config) == GATES.parent / "baseline.json"
+    assert baseline_path(config, gold_set="gitdocs") == GATES.parent / "baseline-gitdocs.json"
+    assert baseline_path(config, Path("/tmp/x.json"), "gitdocs") == Path("/tmp/x.json")
