@@ -86,8 +86,8 @@ def load_document(path: Path) -> Document:
     size = path.stat().st_size
     if size > limit:
         name = "MAX_FILE_BYTES" if fmt in _READERS else "MAX_TEXT_BYTES"
-        raise UnreadableFile(f"{path.name}: {size / 2**20:,.1f} MB, over the {limit / 2**20:,.0f} MB limit for a "
-                             f".{fmt} file ({name} in ingest/loaders.py), skipped")
+        raise UnreadableFile(f"{path.name}: {_size(size)}, over the {_size(limit)} limit for a .{fmt} file ({name} "
+                             "in ingest/loaders.py), skipped")
     if fmt in _READERS:
         got = _READERS[fmt](path)
     elif fmt == "html":
@@ -120,6 +120,10 @@ def load_document(path: Path) -> Document:
         pages=got.pages,
         sections=got.sections,
     )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB".replace(".0 MB", " MB") if n >= 2**20 else f"{n:,} bytes"
 
 
 def _lines(text: str) -> list[tuple[int, int]]:
