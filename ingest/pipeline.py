@@ -19,8 +19,7 @@ from pathlib import Path
 
 from ingest.chunking import Chunk, chunk_document, sentence_spans
 from ingest.embed import Embedder
-from ingest.errors import SetupError, UserError
-from ingest.errors import UnreadableFile
+from ingest.errors import SetupError, UnreadableFile, UserError
 from ingest.loaders import Document, find_files, load_document
 from ingest.store import ChunkStore, DocRecord
 
