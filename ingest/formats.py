@@ -18,8 +18,9 @@ Libraries, and why these:
   boxes are left out.
 - EPUB: ebooklib (AGPL-3.0), reading the spine in order, skipping the navigation document; each chapter's XHTML
   goes through the HTML reader (ingest/html.py), after lxml has re-serialised it as HTML so that XHTML's
-  `<title/>` or `<script .../>` cannot swallow the chapter. A chapter's title comes from the table of contents,
-  else from its first heading.
+  self-closed `<script .../>` or `<textarea/>` cannot swallow the rest of the chapter. A chapter's title comes
+  from the table of contents, else from its first heading. ebooklib hands over each chapter with a head of its
+  own making, so `<style>` rules in a chapter's head are not seen (inline styles are).
 """
 
 from __future__ import annotations

@@ -565,3 +565,26 @@ def test_real_model_answers_from_a_pdf_citing_the_right_page(tmp_path):
     for c in answer.citations:
         assert docs[c.doc_id].text[c.char_start : c.char_end] == c.quote
     assert any("41" in c.quote and c.page == 2 for c in answer.citations), answer.citations
+
+
+def test_epub_xhtml_self_closing_tags_do_not_swallow_the_chapter(tmp_path):
+    # XHTML allows <script .../> and <textarea/>; an HTML5 parser would read everything after them as script.
+    chapter = ('<?xml version="1.0" encoding="utf-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml"><head><title/>'
+               '</head><body><script src="x.js"/><h1>Only Chapter</h1><p>The ferry left at noon.</p></body></html>')
+    opf = ('<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0" unique-identifier="id">'
+           '<metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:identifier id="id">x</dc:identifier>'
+           '<dc:title>Ferry Notes</dc:title><dc:language>en</dc:language></metadata>'
+           '<manifest><item id="c1" href="c1.xhtml" media-type="application/xhtml+xml"/></manifest>'
+           '<spine><itemref idref="c1"/></spine></package>')
+    container = ('<?xml version="1.0"?><container version="1.0" xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+                 '<rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+                 '</rootfiles></container>')
+    path = tmp_path / "ferry.epub"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/epub+zip")
+        z.writestr("META-INF/container.xml", container)
+        z.writestr("OEBPS/content.opf", opf)
+        z.writestr("OEBPS/c1.xhtml", chapter)
+    doc = load_document(path)
+    assert doc.title == "Ferry Notes" and "The ferry left at noon." in doc.text
+    assert doc.sections == [(0, "Only Chapter")]
