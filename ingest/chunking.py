@@ -2,11 +2,13 @@
 
 Every span returned here is a (start, end) pair into `Document.text`, so `text[start:end]` is always the
 chunk or sentence itself: nothing is normalised or rewritten. Residue spans (`Document.skip`) are never inside
-a chunk. This module knows nothing of embeddings or stores.
+a chunk, and no chunk runs across the start of a page or a section (`Document.pages`, `Document.sections`), so
+the page and section a chunk records are the ones all of it is on. This module knows nothing of embeddings or stores.
 """
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -112,13 +114,16 @@ def chunk_document(doc: Document, max_chars: int = MAX_CHUNK_CHARS) -> list[Chun
         if cur:
             pieces.append(cur)
 
+    boundaries = sorted({*doc.pages[1:], *(start for start, _ in doc.sections)})
     spans: list[tuple[int, int]] = []
     cur = None
     for a, b in pieces:
         if cur is None:
             cur = (a, b)
             continue
-        gap_has_residue = any(cur[1] <= s < a for s, _ in doc.skip)
+        i = bisect.bisect_right(boundaries, cur[1])
+        new_page_or_section = i < len(boundaries) and boundaries[i] <= a
+        gap_has_residue = new_page_or_section or any(cur[1] <= s < a for s, _ in doc.skip)
         heading_before = is_heading(doc.text[cur[0] : cur[1]]) and cur[1] - cur[0] < 90
         small = (cur[1] - cur[0]) < max_chars // 3 and b - cur[0] <= max_chars
         if not gap_has_residue and (heading_before or small) and b - cur[0] <= max_chars + 200:

@@ -16,3 +16,8 @@ class UserError(RagError, ValueError):
 
 class SetupError(RagError, RuntimeError):
     pass
+
+
+class UnreadableFile(ValueError):
+    """A corpus file that cannot be read as an article (binary, not UTF-8, corrupt, encrypted, too large, scanned);
+    ingest skips it and says why in one line of its report. Not a RagError: the rest of the folder goes on."""

@@ -1,25 +1,42 @@
-"""Read article files into `Document`s: text, metadata, and the spans worth indexing.
+"""Read article files into `Document`s: text, metadata, pages and sections, and the spans worth indexing.
 
 A document's `text` is what citations point into: for `.txt` and `.md` it is the file's content exactly as
-decoded from UTF-8, so `text[a:b]` is a slice of the original file; for `.html` it is the visible text extracted
-from the page (scripts, styles and hidden elements dropped), since raw markup is not something a reader can check.
+decoded from UTF-8, so `text[a:b]` is a slice of the original file; for `.html`, `.pdf`, `.docx` and `.epub` it
+is the text extracted from the file (ingest/html.py, ingest/formats.py), since raw markup or a PDF's bytes are not
+something a reader can check. A PDF document knows where each page starts (`pages`), a DOCX, EPUB or HTML one the
+headings or chapters it has (`sections`). Title, author and date come from the file's own metadata where it has
+them (HTML meta tags, the PDF info dict or XMP, DOCX core properties, EPUB Dublin Core), else from the text.
 
 Scraped residue (a tag line, "3 min read", a trailing "Published:") is not removed from `text`: it is listed in
-`skip` so the chunker leaves it out without moving any offset. This module does no chunking and no embedding.
+`skip` so the chunker leaves it out without moving any offset. A file that cannot be read (binary, not UTF-8,
+corrupt, encrypted, scanned, over the size limit) raises `UnreadableFile`, whose message is one line for the
+ingest report. This module does no chunking and no embedding.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
+
+from ingest.errors import UnreadableFile
+from ingest.formats import Extracted, read_docx, read_epub, read_pdf
+from ingest.html import extract as extract_html
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm")
+FORMATS = {".txt": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf",
+           ".docx": "docx", ".epub": "epub"}
+SUFFIXES = tuple(FORMATS)
+MAX_FILE_BYTES = 50 * 1024 * 1024  # a PDF, DOCX or EPUB larger than this is skipped, saying so
+MAX_TEXT_BYTES = 10 * 1024 * 1024  # a .txt, .md or .html file larger than this (some 2,500 pages of prose) too
+_READERS = {"pdf": read_pdf, "docx": read_docx, "epub": read_epub}
+
+__all__ = ["Document", "FORMATS", "MAX_FILE_BYTES", "MAX_TEXT_BYTES", "SUFFIXES", "UnreadableFile", "find_files",
+           "html_to_text", "load_document", "read_text"]
 
 
 @dataclass
@@ -31,14 +48,22 @@ class Document:
     author: str = ""
     date: str = ""
     skip: list[tuple[int, int]] = field(default_factory=list)  # residue spans the chunker must leave out
+    format: str = "txt"  # "txt", "md", "html", "pdf", "docx" or "epub"
+    pages: list[int] = field(default_factory=list)  # PDF: the offset where page i + 1 starts; [] otherwise
+    sections: list[tuple[int, str]] = field(default_factory=list)  # (offset, heading or chapter), in order
 
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    def page_at(self, offset: int) -> int | None:
+        """The page (from 1) that text[offset] is on, or None for a document without pages."""
+        return bisect.bisect_right(self.pages, offset) if self.pages else None
 
-class UnreadableFile(ValueError):
-    """A file that is binary or not UTF-8; ingest skips it with a warning."""
+    def section_at(self, offset: int) -> str:
+        """The heading or chapter that text[offset] sits under ("" before the first, or without sections)."""
+        i = bisect.bisect_right([start for start, _ in self.sections], offset)
+        return self.sections[i - 1][1] if i else ""
 
 
 def read_text(path: Path) -> str:
@@ -53,18 +78,33 @@ def read_text(path: Path) -> str:
 
 
 def load_document(path: Path) -> Document:
-    """Load one file. Raises UnreadableFile for binary or non-UTF-8 content."""
-    raw = read_text(path)
+    """Load one file. Raises UnreadableFile (one line saying why) for a file that cannot be read as an article."""
+    path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".html", ".htm"):
-        text, html_title = html_to_text(raw)
+    fmt = FORMATS.get(suffix, "txt")
+    limit = MAX_FILE_BYTES if fmt in _READERS else MAX_TEXT_BYTES
+    size = path.stat().st_size
+    if size > limit:
+        name = "MAX_FILE_BYTES" if fmt in _READERS else "MAX_TEXT_BYTES"
+        raise UnreadableFile(f"{path.name}: {_size(size)}, over the {_size(limit)} limit for a .{fmt} file ({name} "
+                             "in ingest/loaders.py), skipped")
+    if fmt in _READERS:
+        got = _READERS[fmt](path)
+    elif fmt == "html":
+        try:
+            page = extract_html(read_text(path))
+        except UnreadableFile as e:
+            raise UnreadableFile(f"{path.name}: {e}, skipped") from None
+        got = Extracted(text=page.text, title=page.title, author=page.author, date=page.date,
+                        sections=page.headings)
     else:
-        text, html_title = raw, ""
+        got = Extracted(text=read_text(path))
+    text = got.text
     lines = _lines(text)
     skip = _residue(text, lines)
-    title, title_line = _find_title(text, lines, skip, suffix, html_title)
-    author = _find_author(text, lines, title)
-    date = _find_date(text)
+    title, title_line = _find_title(text, lines, skip, suffix, got.title)
+    author = got.author or _find_author(text, lines, title)
+    date = got.date or _find_date(text)
     if title_line is not None:
         skip.append(title_line)
         skip += _signature(text, lines, title)
@@ -76,7 +116,14 @@ def load_document(path: Path) -> Document:
         author=author,
         date=date,
         skip=sorted(skip),
+        format=fmt,
+        pages=got.pages,
+        sections=got.sections,
     )
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB".replace(".0 MB", " MB") if n >= 2**20 else f"{n:,} bytes"
 
 
 def _lines(text: str) -> list[tuple[int, int]]:
@@ -117,10 +164,10 @@ def _is_heading(line: str) -> bool:
 
 
 def _find_title(
-    text: str, lines: list[tuple[int, int]], skip: list[tuple[int, int]], suffix: str, html_title: str
+    text: str, lines: list[tuple[int, int]], skip: list[tuple[int, int]], suffix: str, meta_title: str
 ) -> tuple[str, tuple[int, int] | None]:
-    if html_title:
-        return html_title, None
+    if meta_title:  # the file's own metadata (HTML <title>, PDF info, DOCX core properties, EPUB DC)
+        return meta_title, None
     content = [(a, b) for a, b in lines if text[a:b].strip() and (a, b) not in skip]
     if not content:
         return "", None
@@ -186,74 +233,10 @@ def _derive_title(text: str, skip: list[tuple[int, int]]) -> str:
     return first[:1].upper() + first[1:] if first else "Untitled"
 
 
-class _HTMLText(HTMLParser):
-    """Visible text of an HTML page; drops script, style, template, head and hidden elements."""
-
-    DROP = {"script", "style", "noscript", "template", "head", "svg", "iframe", "object"}
-    BLOCK = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "section", "article", "header",
-             "footer", "blockquote", "pre", "ul", "ol", "table", "hr"}
-    VOID = {"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.stack: list[tuple[str, bool]] = []  # per open element: its tag, and is it dropped?
-        self.title: list[str] = []
-        self.in_title = False
-
-    def _dropped(self) -> bool:
-        return any(dropped for _, dropped in self.stack)
-
-    def handle_starttag(self, tag, attrs):
-        a = {k: (v or "") for k, v in attrs}
-        hidden = (
-            "hidden" in a
-            or a.get("aria-hidden") == "true"
-            or re.search(r"display\s*:\s*none|visibility\s*:\s*hidden", a.get("style", ""), re.I) is not None
-        )
-        if tag == "title":
-            self.in_title = True
-        if tag in self.BLOCK:
-            self.parts.append("\n")
-        if tag not in self.VOID:
-            self.stack.append((tag, tag in self.DROP or hidden))
-
-    def handle_startendtag(self, tag, attrs):
-        # HTML ignores the slash of "<div hidden/>" on a non-void element: what follows is inside it, as a browser
-        # shows it, so a dropped element stays open (treating it as empty made the hidden text visible).
-        self.handle_starttag(tag, attrs)
-        if tag not in self.VOID and not (self.stack and self.stack[-1] == (tag, True)):
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag):
-        if tag == "title":
-            self.in_title = False
-        if tag in self.VOID:
-            return
-        # Close the matching open element and whatever was left open inside it; a stray end tag closes nothing.
-        # (Popping one element per end tag let a stray "</p>" inside a hidden <div> end the hiding.)
-        for i in range(len(self.stack) - 1, -1, -1):
-            if self.stack[i][0] == tag:
-                del self.stack[i:]
-                break
-        if tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data):
-        if self.in_title:
-            self.title.append(data)
-        elif not self._dropped():
-            self.parts.append(data)
-
-
 def html_to_text(html: str) -> tuple[str, str]:
-    """(visible text with one paragraph per line, page title)."""
-    p = _HTMLText()
-    p.feed(html)
-    p.close()
-    lines = [" ".join(line.split()) for line in "".join(p.parts).split("\n")]
-    text = "\n\n".join(line for line in lines if line)
-    return text + "\n", " ".join("".join(p.title).split())
+    """(visible text with one paragraph per line, page title): see ingest/html.py."""
+    page = extract_html(html)
+    return page.text, page.title
 
 
 def find_files(folder: Path) -> list[Path]:

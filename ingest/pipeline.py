@@ -5,7 +5,8 @@ Idempotent by a content hash per document: an unchanged corpus costs one read of
 written beside the old ones, which go only when the new version is whole; a failed write takes out what got in, so
 the old version keeps answering. A new document is marked `pending` until its chunks are in; a run that was
 killed half-way is repaired by the next, which rewrites the same ids, so the store never holds duplicates.
-Unreadable files are skipped with a warning that names them, and everything else is ingested.
+Unreadable files (binary, corrupt, encrypted, scanned, too large) are skipped with one line each in the report,
+and everything else is ingested. Each chunk and sentence records the page (PDF) and the section it starts in.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 
 from ingest.chunking import Chunk, chunk_document, sentence_spans
 from ingest.embed import Embedder
-from ingest.errors import SetupError, UserError
-from ingest.loaders import Document, UnreadableFile, find_files, load_document
+from ingest.errors import SetupError, UnreadableFile, UserError
+from ingest.loaders import Document, find_files, load_document
 from ingest.store import ChunkStore, DocRecord
 
 log = logging.getLogger(__name__)
@@ -48,17 +49,17 @@ class IngestReport:
 def load_folder(folder: Path, report: IngestReport) -> list[Document]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise UserError(f"corpus folder {folder} does not exist: pass a folder of .txt, .md or .html articles")
+        raise UserError(f"corpus folder {folder} does not exist: pass a folder of {_KINDS} articles")
     docs, seen = [], set()
     for path in find_files(folder):
         try:
             doc = load_document(path)
         except UnreadableFile as e:
-            log.warning("%s", e)
+            log.info("%s", e)  # the report carries it: `rag ingest` and the UI show each skipped file once
             report.skipped.append(str(e))
             continue
         except OSError as e:
-            log.warning("%s: cannot be read (%s), skipped", path.name, e.strerror)
+            log.info("%s: cannot be read (%s), skipped", path.name, e.strerror)
             report.skipped.append(f"{path.name}: cannot be read ({e.strerror}), skipped")
             continue
         if doc.doc_id in seen:
@@ -67,8 +68,24 @@ def load_folder(folder: Path, report: IngestReport) -> list[Document]:
         seen.add(doc.doc_id)
         docs.append(doc)
     if not docs:
-        raise UserError(f"corpus folder {folder} holds no readable .txt, .md or .html article")
+        raise UserError(f"corpus folder {folder} holds no readable {_KINDS} article"
+                        + (f" ({len(report.skipped)} skipped: {report.skipped[0]})" if report.skipped else ""))
     return docs
+
+
+_KINDS = ".txt, .md, .html, .pdf, .docx or .epub"
+
+
+def _where(doc: Document, start: int) -> dict:
+    """Chunk / sentence metadata for where `start` is: its page (PDF) and section, when the document has them."""
+    meta: dict = {}
+    page = doc.page_at(start)
+    if page is not None:
+        meta["page"] = page
+    section = doc.section_at(start)
+    if section:
+        meta["section"] = section
+    return meta
 
 
 CHUNKS_PER_WRITE = 64  # chunks (with their sentences) per Chroma write
@@ -142,10 +159,11 @@ def _write(store: ChunkStore, embedder: Embedder, plans: list[tuple[Document, li
                     store.add_chunks(ids=[c.chunk_id for c in unit.batch], vectors=chunk_vecs,
                                      texts=[c.text for c in unit.batch],
                                      metas=[{"doc_id": doc.doc_id, "title": doc.title, "start": c.start,
-                                             "end": c.end, "index": c.index} for c in unit.batch])
+                                             "end": c.end, "index": c.index, **_where(doc, c.start)}
+                                            for c in unit.batch])
                     store.add_sentences(ids=[f"{c.chunk_id}::{j}" for c, j, _, _ in unit.sents], vectors=sent_vecs,
-                                        metas=[{"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b}
-                                               for c, _, a, b in unit.sents])
+                                        metas=[{"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b,
+                                                **_where(doc, a)} for c, _, a, b in unit.sents])
                 offset += n + len(unit.sents)
                 done += n
                 if progress:

@@ -61,6 +61,8 @@ class Citation:
     char_start: int
     char_end: int
     score: float
+    page: int | None = None  # the page the quote starts on (PDF documents)
+    section: str = ""  # the heading or chapter it sits under (DOCX, EPUB, HTML)
 
 
 @dataclass
@@ -92,7 +94,8 @@ class Answer:
 
 def _as_citation(src: Source, number: int, score: float | None = None) -> Citation:
     return Citation(number=number, doc_id=src.doc_id, title=src.title, quote=src.text, char_start=src.start,
-                    char_end=src.end, score=round(src.score if score is None else score, 4))
+                    char_end=src.end, score=round(src.score if score is None else score, 4), page=src.page,
+                    section=src.section)
 
 
 def clean_question(question: str, max_chars: int) -> str:

@@ -144,7 +144,8 @@ def ask(question: str, corpus, store, llm, top_k, as_json: bool) -> None:
         click.echo("Closest passages:")
     for c in listed:
         quote = textwrap.shorten(" ".join(c.quote.split()), 300)
-        click.echo(f"[{c.number}] {c.title} ({c.doc_id}, chars {c.char_start}-{c.char_end})\n    \"{quote}\"")
+        where = "".join([f", page {c.page}" if c.page else "", f", {c.section}" if c.section else ""])
+        click.echo(f"[{c.number}] {c.title} ({c.doc_id}{where}, chars {c.char_start}-{c.char_end})\n    \"{quote}\"")
     t = answer.timings
     click.echo(f"\n{answer.model or 'no model call'} · retrieve {t.get('retrieve', 0):.2f}s · first token "
                f"{t.get('first_token', 0):.2f}s · total {t.get('total', 0):.2f}s", err=True)

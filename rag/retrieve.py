@@ -37,6 +37,8 @@ class Source:
     start: int
     end: int
     score: float
+    page: int | None = None  # the page the passage starts on (PDF documents)
+    section: str = ""  # the heading or chapter it sits under (DOCX, EPUB, HTML)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,7 @@ class Retriever:
         for n, (score, meta) in enumerate(merged, start=1):
             sources.append(Source(number=n, doc_id=meta["doc_id"], title=self._title(meta["chunk_id"]),
                                   text=self._chunk_slice(meta), start=meta["start"], end=meta["end"],
-                                  score=round(score, 4)))
+                                  score=round(score, 4), page=meta.get("page"), section=meta.get("section", "")))
         return sources, float(max(sims)), max(t[3] for t in scored)
 
     def _warn(self, doc_id: str) -> None:

@@ -98,6 +98,13 @@ def _link(kind: str, turn: int, number: int, label: str, title: str) -> str:
     return f'<a class="cite" href="#{kind}-{turn}-{number}" title="{_h(title)}">{label}</a>'
 
 
+def _where(c: Citation) -> str:
+    """ "page 3 · Chapter Two" beside a citation's title, for a document that has pages or sections ("" if not)."""
+    parts = [f"page {c.page}" if c.page else "", c.section]
+    label = " · ".join(p for p in parts if p)
+    return f' <span class="rag-where">({_h(label)})</span>' if label else ""
+
+
 def _with_links(text: str, turn: int, citations: dict[int, Citation]) -> str:
     """Escape a sentence and turn its [n] markers (only those of real citations) into links."""
 
@@ -112,7 +119,7 @@ def render_answer(answer: Answer, turn: int) -> str:
     """The verified answer as HTML: clickable markers, unsupported sentences flagged, abstentions with passages."""
     if answer.abstained:
         items = "".join(
-            f"<li>{_link('src', turn, c.number, _h(c.title), 'Show this passage')}: "
+            f"<li>{_link('src', turn, c.number, _h(c.title), 'Show this passage')}{_where(c)}: "
             f"<q>{_h(_shorten(c.quote, 160))}</q></li>"
             for c in answer.sources
         )
@@ -148,7 +155,7 @@ def render_sources(answer: Answer | None, turn: int) -> str:
         return f'<p class="rag-muted">{heading}: none.</p>'
     items = "".join(
         f"<li>{_link(kind, turn, c.number, f'[{c.number}] {_h(c.title)}', 'Show this passage in context')}"
-        f'<br><q class="rag-muted">{_h(_shorten(c.quote, 200))}</q></li>'
+        f'{_where(c)}<br><q class="rag-muted">{_h(_shorten(c.quote, 200))}</q></li>'
         for c in listed
     )
     return f'<p><strong>{heading}</strong> (click one to read it in context)</p><ol class="rag-sources">{items}</ol>'
@@ -193,7 +200,7 @@ def render_passage(c: Citation, doc_text: str | None, doc_path: str, corpus: Pat
         shown_path = Path(doc_path).name if doc_path else c.doc_id
     header = (
         f'<h3 class="rag-title">{_h(c.title)}</h3>'
-        f'<p class="rag-file">[{c.number}] file <code>{_h(shown_path)}</code>, '
+        f'<p class="rag-file">[{c.number}] file <code>{_h(shown_path)}</code>{_where(c)}, '
         f"characters {c.char_start:,}–{c.char_end:,}</p>"
     )
     if doc_text is not None and doc_text[c.char_start : c.char_end] == c.quote:
