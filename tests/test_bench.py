@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval import bench, synthetic
+from eval import synthetic
+from eval.bench import growth, main, measure, process, targets
 from ingest.chunking import chunk_document
 from ingest.loaders import find_files, load_document
 
@@ -30,7 +31,7 @@ def run(tmp_path_factory) -> tuple[int, Path, dict]:
         for var in ("RAG_CORPUS", "RAG_STORE", "RAG_LLM", "RAG_EMBEDDER", "RAG_TOP_K"):
             mp.delenv(var, raising=False)
         mp.setenv("RAG_HOME", str(home))
-        code = bench.main(["--quick", "--growth", str(GROWTH), "--growth-queries", "20", "--out", str(out), "-q"])
+        code = main(["--quick", "--growth", str(GROWTH), "--growth-queries", "20", "--out", str(out), "-q"])
     data = json.loads((out / "bench.json").read_text(encoding="utf-8")) if (out / "bench.json").is_file() else {}
     return code, out, data
 
@@ -45,8 +46,8 @@ def test_quick_run_writes_json_markdown_and_plots(run):
         assert blob.startswith(b"\x89PNG") and len(blob) > 5000, name
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "fake model and embedder" in report  # a quick run says its figures are not speeds
-    for key, what, *_ in bench.TARGETS:
-        assert f"| {what} |" in report, key
+    for t in targets.TARGETS:
+        assert f"| {t.label} |" in report, t.key
     assert data["files"] == {"json": "bench.json", "report": "report.md", "latency": "latency.png",
                              "growth": "growth.png", "resources": "resources.png"}
 
@@ -55,7 +56,7 @@ def test_json_has_every_section_and_target(run):
     _, _, data = run
     assert set(data) >= {"meta", "ingest", "query", "process", "growth", "targets", "files"}
     assert data["meta"]["quick"] is True and data["meta"]["llm"] == "fake" and data["meta"]["embedder"] == "fake"
-    assert [t["key"] for t in data["targets"]] == [t[0] for t in bench.TARGETS]
+    assert [t["key"] for t in data["targets"]] == [t.key for t in targets.TARGETS]
     judged = {t["key"]: t for t in data["targets"]}
     # Everything but the 100k figures was measured (the quick growth stops at 1k), so those alone have no value.
     assert {k for k, t in judged.items() if t["value"] is None} == {"retrieve_p50_100k", "dense_p50_100k",
@@ -122,24 +123,24 @@ def test_brute_force_is_exact_and_search_stats_score_recall(tmp_path):
     vecs = rng.standard_normal((300, 16)).astype(np.float32)
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     q = vecs[5]
-    assert list(bench.brute_force(vecs, q, 10)) == list(np.argsort(-(vecs @ q), kind="stable")[:10])
-    assert bench.brute_force(vecs, q, 1)[0] == 5
+    assert list(growth.brute_force(vecs, q, 10)) == list(np.argsort(-(vecs @ q), kind="stable")[:10])
+    assert growth.brute_force(vecs, q, 1)[0] == 5
 
     store = ChunkStore(str(tmp_path / "store"), "t")
     ids = [f"v{i}" for i in range(len(vecs))]
     store.add_chunks(ids=ids, vectors=vecs, texts=["x"] * len(ids),
                      metas=[{"doc_id": "d", "title": "", "start": 0, "end": 1, "index": i} for i in range(len(ids))])
-    stats = bench.search_stats(store, vecs, ids, vecs[:20])
+    stats = growth.search_stats(store, vecs, ids, vecs[:20])
     assert stats["recall_at_10"] == 1.0 and stats["brute_recall_self"] == 1.0
     shuffled = ids[1:] + ids[:1]  # ids that no longer match the vectors: recall must drop
-    assert bench.search_stats(store, vecs, shuffled, vecs[:20])["recall_at_10"] < 0.5
+    assert growth.search_stats(store, vecs, shuffled, vecs[:20])["recall_at_10"] < 0.5
 
 
 def test_peak_rss_is_the_commands_own_not_the_benchs(tmp_path):
     # A child's ru_maxrss starts from its parent's high-water mark; the launcher keeps that out of the figure.
     ballast = np.ones(400 * 1024**2 // 8)  # 400 MB resident in this process while the command runs
     child = "import numpy as np; a = np.ones(100 * 1024**2 // 8); print('done')"
-    r = bench.run_measured([sys.executable, "-c", child], dict(os.environ), tmp_path / "child.log", timeout=60)
+    r = process.run_measured([sys.executable, "-c", child], dict(os.environ), tmp_path / "child.log", timeout=60)
     assert r["exit_code"] == 0 and "done" in r["output"] and r["seconds"] > 0
     assert 100 * 1024**2 < r["peak_rss_bytes"] < 300 * 1024**2
     assert ballast.sum() > 0
@@ -153,8 +154,8 @@ def test_targets_pass_and_miss():
                                    "recall_at_10": 0.97},
                                   {"size": 100_000, "vectors": "hash384", "retrieve": {"p50": 0.1},
                                    "dense": {"p50": 0.01}, "recall_at_10": 0.5}]},
-              "process": {"ask": {"peak_rss_bytes": 2 * bench.GB}, "ingest": {"peak_rss_bytes": 3 * bench.GB}}}
-    verdicts = {t["key"]: t["pass"] for t in bench.judge(result, quick=False)}
+              "process": {"ask": {"peak_rss_bytes": 2 * measure.GB}, "ingest": {"peak_rss_bytes": 3 * measure.GB}}}
+    verdicts = {t["key"]: t["pass"] for t in targets.judge(result, quick=False)}
     assert verdicts == {"ask_total_p50": True, "ask_first_token_p50": False, "overhead_p50": False,
                         "retrieve_p50": True, "retrieve_p50_100k": True, "dense_p50_100k": False,
                         "recall10_100k": True,
@@ -163,10 +164,10 @@ def test_targets_pass_and_miss():
 
 
 def test_percentiles():
-    st = bench.pct([float(x) for x in range(1, 101)])
+    st = measure.pct([float(x) for x in range(1, 101)])
     assert st["p50"] == pytest.approx(50.5) and st["p95"] == pytest.approx(95.05)
     assert st["min"] == 1 and st["max"] == 100 and st["n"] == 100
-    assert bench.pct([])["p50"] is None
+    assert measure.pct([])["p50"] is None
 
 
 def test_synthetic_corpus_is_exact_and_deterministic(tmp_path):
@@ -185,7 +186,7 @@ def test_synthetic_corpus_is_exact_and_deterministic(tmp_path):
 
 
 def test_bad_arguments_exit_2(capsys):
-    assert bench.main(["--only", "speed"]) == 2
+    assert main(["--only", "speed"]) == 2
     assert "unknown section 'speed'" in capsys.readouterr().err
-    assert bench.main(["--growth", "lots"]) == 2
-    assert bench.main(["--questions", "0", "--only", "query", "--quick"]) == 2
+    assert main(["--growth", "lots"]) == 2
+    assert main(["--questions", "0", "--only", "query", "--quick"]) == 2
