@@ -216,6 +216,30 @@ def test_synthetic_corpus_is_exact_and_deterministic(tmp_path):
     assert not np.array_equal(v1, synthetic.clustered_vectors(500, seed=3)[0])
 
 
+def test_a_section_is_one_entry_and_a_failed_one_is_recorded_in_its_place(tmp_path, monkeypatch):
+    from eval.bench import cli
+
+    sections = {
+        "counted": lambda b: {"files": 3, "seconds": 0.25, "_token": f"quick={b.quick}", "how": "counted by hand"},
+        "broken": lambda b: 1 // 0,
+        "reader": lambda b: {"got": b.handed["_token"]},
+    }
+    monkeypatch.setattr(cli, "SECTIONS", sections)
+    _quick_env(monkeypatch, tmp_path / "home")
+    out = tmp_path / "run"
+    assert main(["--quick", "--only", "reader,broken,counted", "--out", str(out), "-q"]) == 2
+    data = json.loads((out / "bench.json").read_text(encoding="utf-8"))
+    assert list(data) == ["meta", "counted", "broken", "reader", "targets", "files"]  # SECTIONS' order
+    assert data["counted"] == {"files": 3, "seconds": 0.25, "how": "counted by hand"}  # "_token" handed on, not kept
+    assert data["reader"] == {"got": "quick=True"}
+    assert data["broken"]["error"].startswith("ZeroDivisionError")
+    assert all(t["value"] is None for t in data["targets"])  # no row of the table reads these sections
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## counted" in report and "| files | 3 |" in report and "| seconds | 0.25 |" in report
+    assert "## broken: failed" in report and "- **counted**: counted by hand." in report
+    assert data["files"] == {"json": "bench.json", "report": "report.md"}  # no plot shows these sections
+
+
 def test_bad_arguments_exit_2(capsys):
     assert main(["--only", "speed"]) == 2
     assert "unknown section 'speed'" in capsys.readouterr().err
