@@ -29,7 +29,7 @@ from pathlib import Path
 
 from eval.bench.growth import bench_growth
 from eval.bench.ingest import bench_ingest
-from eval.bench.measure import spaced_questions
+from eval.bench.measure import Log, spaced_questions
 from eval.bench.process import bench_process
 from eval.bench.query import bench_query
 from eval.bench.report import summary, write_report
@@ -50,7 +50,7 @@ class Bench:
     settings: Settings
     work: Path
     sizes: list[int]
-    log: Callable[[str], None]
+    log: Log
     profile_dir: Path | None
     handed: dict = field(default_factory=dict)
 

@@ -116,9 +116,9 @@ def figures(result: dict) -> dict[str, float | None]:
 
 def judge(result: dict, quick: bool) -> list[dict]:
     """Every target with its value and verdict (pass None where not measured), as bench.json keeps them."""
-    out = []
+    values, out = figures(result), []
     for t in TARGETS:
-        v = t.read(result)
+        v = values[t.key]
         out.append({"key": t.key, "what": t.label, "value": v, "unit": t.unit, "op": t.op, "target": t.goal,
                     "pass": t.met(v), "on_fakes": quick})
     return out
