@@ -84,7 +84,7 @@ class LlamaCppLLM:
         self.name = f"llamacpp:{model_path.name}"
         try:
             self.llama = Llama(model_path=str(model_path), n_ctx=n_ctx, n_threads=n_threads or os.cpu_count(),
-                               n_batch=512, verbose=False)  # the llama_cpp handle (eval/bench.py times it bare)
+                               n_batch=512, verbose=False)  # the llama_cpp handle (eval/bench/query.py times it bare)
         except (ValueError, RuntimeError) as e:
             raise SetupError(f"llama.cpp could not load {model_path} ({e}): check that it is a GGUF model") from None
         meta = self.llama.metadata

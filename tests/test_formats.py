@@ -537,7 +537,7 @@ def test_html_metadata_from_meta_tags():
 
 # --- the benchmark's shape (figures are not asserted) --------------------------------------------------------------
 def test_formats_bench_quick_runs_and_counts_what_it_embeds():
-    from eval.bench_formats import ingest_formats_bench
+    from eval.bench.formats import ingest_formats_bench
 
     result = ingest_formats_bench(quick=True)
     for kind in ("pdf", "docx"):

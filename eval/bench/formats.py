@@ -1,6 +1,6 @@
 """Ingest throughput for PDF and DOCX files, against the bare libraries underneath it (for `rag bench`).
 
-    from eval.bench_formats import ingest_formats_bench
+    from eval.bench.formats import ingest_formats_bench
     result = ingest_formats_bench(quick=False)   # a 200-page PDF and 100 DOCX files, on MiniLM
 
 For each format, at two sizes (a 100- and a 200-page PDF; 50 and 100 DOCX files; a tenth of that with
@@ -95,7 +95,7 @@ class _Counting:
 
 
 def _one_size(kind: str, units: int, work: Path, embedder, encode, repeat: int) -> dict:
-    from eval.bench import embedded_texts
+    from eval.bench.ingest import embedded_texts
 
     corpus = work / f"{kind}-{units}"
     corpus.mkdir()
@@ -128,7 +128,7 @@ def _one_size(kind: str, units: int, work: Path, embedder, encode, repeat: int) 
 
 def ingest_formats_bench(quick: bool) -> dict:
     """Ingest of generated PDF and DOCX corpora against bare extraction + bare encode; see the module docstring."""
-    from eval.bench import bare_encoder
+    from eval.bench.ingest import bare_encoder
 
     embedder_id = "fake" if quick else "minilm"
     embedder = FakeEmbedder() if quick else get_embedder(embedder_id)

@@ -1,0 +1,175 @@
+"""The growth section: synthetic corpora (eval/synthetic.py) at each size, ingest time and retrieval latency, and
+Chroma's search against exact brute-force cosine (numpy) for speed and recall@10.
+
+Up to `embed_max` chunks the corpus goes through the real pipeline and embedder; above it, the same pipeline with
+a word-hashing embedder (no model) while the real one encodes the queries; at every size, seeded clustered vectors
+go straight into a Chroma store. It leaves out answer quality (`rag eval`) and the gold corpus (the other sections).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eval import synthetic
+from eval.bench.measure import Log, pct
+from ingest.embed import FakeEmbedder, get_embedder
+from ingest.pipeline import sync
+from ingest.store import ChunkStore
+from rag.retrieve import Retriever
+from rag.settings import Settings
+
+
+class HashEmbedder(FakeEmbedder):
+    """The fake's word hashing at MiniLM's 384 dimensions: vectors for 100k chunks and their sentences in a minute,
+    so the whole retrieval path (query encoding, Chroma, BM25, sentence windows) can be timed at sizes too large to
+    embed on a laptop CPU. Its vectors mean little; only the timings of that row count."""
+
+    name = "hash384"
+    dim = 384
+
+
+def brute_force(vectors: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest cosines (rows and query are unit vectors), best first."""
+    sims = vectors @ q
+    top = np.argpartition(-sims, min(k, len(sims) - 1))[:k]
+    return top[np.argsort(-sims[top], kind="stable")]
+
+
+def search_stats(store: ChunkStore, vectors: np.ndarray, ids: list[str], queries: np.ndarray, k: int = 10) -> dict:
+    """Chroma's k-NN (through ChunkStore.query, as retrieval calls it) vs exact cosine over the same vectors.
+
+    Recall@k counts a returned id as right when its exact cosine is at least the k-th best one (less 1e-5), so that
+    ties at the cut-off, common with the fake embedder, do not count as misses.
+    """
+    pos = {cid: i for i, cid in enumerate(ids)}
+    dense_t, brute_t, recall = [], [], []
+    for q in queries:
+        t = time.perf_counter()
+        got = store.query(q, k)
+        dense_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        exact = brute_force(vectors, q, k)
+        brute_t.append(time.perf_counter() - t)
+        sims = vectors @ q
+        cut = sims[exact[-1]] - 1e-5
+        recall.append(sum(1 for cid, _ in got if cid in pos and sims[pos[cid]] >= cut) / len(exact))
+    return {"dense": pct(dense_t), "brute": pct(brute_t), "recall_at_10": float(np.mean(recall)),
+            "recall_at_10_min": float(np.min(recall))}
+
+
+def vecs_of(store: ChunkStore, kind: str, embedder_name: str) -> tuple[list[str], np.ndarray]:
+    """Every id and vector of a local store's `chunks` or `sents` collection, read with Chroma's own client (the
+    store keeps its collections private; their names are `<kind>_<embedder>`, see ingest/store.py)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(path=store.location, settings=ChromaSettings(anonymized_telemetry=False))
+    col = client.get_collection(f"{kind}_{embedder_name}")
+    ids: list[str] = []
+    vecs = []
+    offset = 0
+    while True:
+        got = col.get(include=["embeddings"], limit=5000, offset=offset)
+        if not got["ids"]:
+            break
+        ids += got["ids"]
+        vecs.append(np.asarray(got["embeddings"], dtype=np.float32))
+        offset += len(got["ids"])
+    return ids, np.concatenate(vecs)
+
+
+def bench_growth(settings: Settings, work: Path, sizes: list[int], embed_max: int, n_queries: int, log: Log) -> dict:
+    embedder = get_embedder(settings.embedder)
+    rows = []
+    for size in sizes:
+        if size <= embed_max:
+            rows.append(_pipeline_row(work, size, n_queries, embedder, embedder, settings, log))
+        elif settings.embedder != "fake":  # (on the fakes, the row above is already this one)
+            rows.append(_pipeline_row(work, size, n_queries, HashEmbedder(), embedder, settings, log))
+        rows.append(_synthetic_row(work, size, n_queries, log))
+    return {"rows": rows, "embed_max": embed_max,
+            "how": f"sizes up to {embed_max:,}: synthetic articles (eval/synthetic.py, seed 0) through ingest.sync "
+                   f"with the {settings.embedder} embedder, retrieval = Retriever.retrieve (query embedding, Chroma, "
+                   "BM25, sentence windows) on questions made from corpus sentences; larger sizes: the same "
+                   "articles through ingest.sync with a 384-d word-hashing embedder (HashEmbedder, no model), and "
+                   f"Retriever.retrieve with the {settings.embedder} embedder encoding the query, so the whole "
+                   "retrieval path is timed at that size; every size: seeded clustered "
+                   "unit vectors (384-d, calibrated to MiniLM's spread, see eval/synthetic.py) added straight to a "
+                   "fresh Chroma store through ChunkStore.add_chunks, queries drawn from the same topics; dense = "
+                   "ChunkStore.query (k=10); brute force = numpy dot product over all vectors + argpartition"}
+
+
+def _growth_queries(folder: Path, n: int, seed: int = 7) -> list[str]:
+    """Questions made from the corpus: a sentence's words, partly dropped and shuffled (deterministic)."""
+    rng = random.Random(seed)
+    files = sorted(folder.glob("*.txt"))
+    out = []
+    for _ in range(n):
+        text = rng.choice(files).read_text(encoding="utf-8").split("\n\n")
+        para = rng.choice(text[1:])
+        words = rng.choice(re.split(r"(?<=\.)\s+", para)).rstrip(".").split()
+        keep = [w for w in words if rng.random() < 0.6] or words[:3]
+        rng.shuffle(keep)
+        out.append("What about " + " ".join(keep) + "?")
+    return out
+
+
+def _pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_embedder, settings: Settings,
+                  log: Log) -> dict:
+    """A synthetic corpus of `size` chunks through ingest.sync, then Retriever.retrieve timed on it."""
+    folder = work / f"syn-{size}"
+    n_docs = synthetic.write_corpus(folder, size)
+    store = ChunkStore(str(work / f"growth-{size}-{doc_embedder.name}"), doc_embedder.name)
+    t = time.perf_counter()
+    report = sync(folder, store, doc_embedder)
+    ingest_s = time.perf_counter() - t
+    t = time.perf_counter()
+    retriever = Retriever(store, query_embedder)
+    index_s = time.perf_counter() - t
+    texts = _growth_queries(folder, n_queries)
+    times = []
+    for q in texts:
+        t = time.perf_counter()
+        retriever.retrieve(q, settings.top_k, settings.max_sources, settings.context_chars)
+        times.append(time.perf_counter() - t)
+    ids, vecs = vecs_of(store, "chunks", doc_embedder.name)
+    stats = search_stats(store, vecs, ids, doc_embedder.embed(texts))
+    row = {"size": size, "vectors": doc_embedder.name, "docs": n_docs, "chunks": store.count(),
+           "chunks_embedded": report.chunks_embedded, "sentences": len(vecs_of(store, "sents", doc_embedder.name)[0]),
+           "ingest_s": ingest_s, "chunks_per_s": size / ingest_s, "lexical_index_s": index_s,
+           "retrieve": pct(times), **stats}
+    log(f"  {size:>7,} chunks ({doc_embedder.name}): ingest {ingest_s:.1f}s, retrieve p50 "
+        f"{row['retrieve']['p50'] * 1e3:.1f} ms, dense p50 {stats['dense']['p50'] * 1e3:.1f} ms, "
+        f"recall@10 {stats['recall_at_10']:.3f}")
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(store.location, ignore_errors=True)
+    return row
+
+
+def _synthetic_row(work: Path, size: int, n_queries: int, log: Log) -> dict:
+    """Seeded clustered vectors added straight to a fresh Chroma store, then searched (no pipeline, no model)."""
+    vectors, queries = synthetic.clustered_vectors(size, seed=size, queries=n_queries)
+    folder = work / f"vectors-{size}"
+    store = ChunkStore(str(folder), "synthetic")
+    ids = [f"v{i}" for i in range(size)]
+    t = time.perf_counter()
+    step = 5000
+    for i in range(0, size, step):
+        store.add_chunks(ids=ids[i : i + step], vectors=vectors[i : i + step],
+                         texts=[f"synthetic chunk {j}" for j in range(i, min(size, i + step))],
+                         metas=[{"doc_id": f"d{j // 10}", "title": "", "start": 0, "end": 0, "index": j % 10}
+                                for j in range(i, min(size, i + step))])
+    insert_s = time.perf_counter() - t
+    stats = search_stats(store, vectors, ids, queries)
+    log(f"  {size:>7,} chunks (synthetic vectors): insert {insert_s:.1f}s, dense p50 "
+        f"{stats['dense']['p50'] * 1e3:.1f} ms, brute p50 {stats['brute']['p50'] * 1e3:.1f} ms, "
+        f"recall@10 {stats['recall_at_10']:.3f}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"size": size, "vectors": "synthetic", "chunks": size, "ingest_s": insert_s,
+            "chunks_per_s": size / insert_s, "retrieve": None, **stats}

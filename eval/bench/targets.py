@@ -1,0 +1,129 @@
+"""The bench's targets, in one table: each figure's key, label, unit, comparison and goal, and where its value is
+read from a finished run's result (bench.json). The report's table and verdicts, the summary on stdout and the
+target lines on the plots all read this table; no goal or label is written anywhere else.
+
+The goals are the issue's, for a warm run on a 2-core CPU with the default model. This module measures nothing and
+draws nothing: `figures` reads values out of a result, `judge` holds them against the goals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eval.bench.measure import GB
+
+Reader = Callable[[dict], "float | None"]
+
+
+def dig(d, *path):
+    """d[path[0]][path[1]]...; None where a step is missing or None."""
+    for key in path:
+        if not isinstance(d, dict) or d.get(key) is None:
+            return None
+        d = d[key]
+    return d
+
+
+def at(*path: str, scale: float = 1.0) -> Reader:
+    """A reader of the number at `path` in the result, times `scale` (into the target's unit)."""
+    def read(result: dict) -> float | None:
+        v = dig(result, *path)
+        return None if v is None else v * scale
+    return read
+
+
+def growth_at(size: int, synthetic_vectors: bool, *path: str, scale: float = 1.0) -> Reader:
+    """A reader of the number at `path` in the growth row of `size` chunks: the row of seeded vectors added straight
+    to Chroma, or (synthetic_vectors=False) the first row ingested through the pipeline."""
+    def read(result: dict) -> float | None:
+        rows = [r for r in dig(result, "growth", "rows") or []
+                if (r["vectors"] == "synthetic") == synthetic_vectors and r["size"] == size]
+        return at(*path, scale=scale)(rows[0]) if rows else None
+    return read
+
+
+def percent_over(reader: Reader) -> Reader:
+    """A ratio read as the percentage above 1 (1.12 -> 12.0)."""
+    def read(result: dict) -> float | None:
+        v = reader(result)
+        return None if v is None else (v - 1) * 100
+    return read
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str  # its row in the report ("what" in bench.json)
+    short: str  # its line's name on a plot
+    unit: str  # "s", "ms", "%", "GB", or "" for a plain number
+    op: str  # "<", "<=" or ">="
+    goal: float
+    read: Reader  # its value in `unit` from a result; None where that part was not run
+
+    def met(self, value: float | None) -> bool | None:
+        if value is None:
+            return None
+        return {"<": value < self.goal, "<=": value <= self.goal, ">=": value >= self.goal}[self.op]
+
+    def show(self, value: float | None) -> str:
+        """A value in this target's unit, as the report and the summary print it."""
+        if value is None:
+            return "–"
+        return {"%": f"{value:+.1f}%", "ms": f"{value:.1f} ms", "s": f"{value:.2f} s",
+                "GB": f"{value:.2f} GB"}.get(self.unit, f"{value:.3f}")
+
+    def goal_text(self) -> str:
+        """'< 10.00 s', '>= 0.950': the goal with its comparison, for the report, the summary and plot legends."""
+        return f"{self.op} {self.show(self.goal).lstrip('+')}"
+
+
+TARGETS: tuple[Target, ...] = (
+    # The quality issue's limits on what better answers may cost (warm, 2-core CPU)
+    Target("ask_total_p50", "ask() total, p50", "total", "s", "<=", 4.0, at("query", "total", "p50")),
+    Target("ask_first_token_p50", "ask() time to first token, p50", "first token", "s", "<=", 2.0,
+           at("query", "first_token", "p50")),
+    Target("overhead_p50", "overhead over bare llama.cpp (our total / bare generation - 1), p50", "overhead", "%",
+           "<", 10.0, percent_over(at("query", "overhead_ratio", "p50"))),
+    Target("retrieve_p50", "retrieval p50 at corpus size", "retrieval", "ms", "<", 50.0,
+           at("query", "retrieve", "p50", scale=1e3)),
+    Target("retrieve_p50_100k", "retrieval p50 at 100k chunks (Retriever.retrieve, hashed vectors)",
+           "retrieval at 100k", "ms", "<", 150.0, growth_at(100_000, False, "retrieve", "p50", scale=1e3)),
+    Target("dense_p50_100k", "dense search p50 at 100k chunks (Chroma, clustered vectors)", "Chroma at 100k", "ms",
+           "<", 150.0, growth_at(100_000, True, "dense", "p50", scale=1e3)),
+    Target("recall10_100k", "recall@10 at 100k chunks vs brute force", "recall@10 at 100k", "", ">=", 0.95,
+           growth_at(100_000, True, "recall_at_10")),
+    Target("ingest_ratio", "ingest throughput / bare encode throughput", "ingest / bare", "", ">=", 0.80,
+           at("ingest", "ratio")),
+    Target("pdf_ingest_ratio", "PDF ingest (200 pages) / bare extraction + encode", "PDF / bare", "", ">=", 0.80,
+           at("formats", "pdf", "ratio")),
+    Target("docx_ingest_ratio", "DOCX ingest (100 files) / bare extraction + encode", "DOCX / bare", "", ">=", 0.80,
+           at("formats", "docx", "ratio")),
+    Target("reingest_s", "re-ingest of the unchanged corpus", "re-ingest", "s", "<", 1.0, at("ingest", "reingest_s")),
+    Target("rss_ask_gb", "peak RSS, rag ask", "ask", "GB", "<", 3.0,
+           at("process", "ask", "peak_rss_bytes", scale=1 / GB)),
+    Target("rss_ingest_gb", "peak RSS, rag ingest", "ingest", "GB", "<", 3.0,
+           at("process", "ingest", "peak_rss_bytes", scale=1 / GB)),
+    Target("rss_ui_gb", "peak RSS, rag ui after one answer", "ui", "GB", "<", 3.0,
+           at("process", "ui", "peak_rss_bytes", scale=1 / GB)),
+)
+_BY_KEY = {t.key: t for t in TARGETS}
+
+
+def target(key: str) -> Target:
+    return _BY_KEY[key]
+
+
+def figures(result: dict) -> dict[str, float | None]:
+    """Each target's measured value, in the target's unit; None where that part was not run."""
+    return {t.key: t.read(result) for t in TARGETS}
+
+
+def judge(result: dict, quick: bool) -> list[dict]:
+    """Every target with its value and verdict (pass None where not measured), as bench.json keeps them."""
+    values, out = figures(result), []
+    for t in TARGETS:
+        v = values[t.key]
+        out.append({"key": t.key, "what": t.label, "value": v, "unit": t.unit, "op": t.op, "target": t.goal,
+                    "pass": t.met(v), "on_fakes": quick})
+    return out
