@@ -122,6 +122,36 @@ class LlamaCppLLM:
                 if text:
                     yield text
 
+    def yes_probability(self, messages: list[Message]) -> float:
+        """P(the reply starts with "yes") against "no", read from the model's next-token logits after the prompt
+        (no sampling): a graded yes/no verdict that a judge can calibrate and threshold."""
+        import numpy as np
+
+        tokens, _ = self.encode(messages)
+        with self.lock:
+            self._from_anchor(tokens, messages)
+            llama = self.llama
+            if llama.n_tokens > len(tokens) or list(llama.input_ids[: llama.n_tokens]) != tokens[: llama.n_tokens]:
+                llama.reset()
+            llama.eval(tokens[llama.n_tokens :])
+            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),)).astype(np.float64)
+        yes, no = self._yes_no_ids()
+        top = max(logits[yes].max(), logits[no].max())
+        p_yes, p_no = np.exp(logits[yes] - top).sum(), np.exp(logits[no] - top).sum()
+        return float(p_yes / (p_yes + p_no))
+
+    def _yes_no_ids(self) -> tuple[list[int], list[int]]:
+        if not hasattr(self, "_yes_no"):
+            def ids(words):
+                found = set()
+                for w in words:
+                    t = self.llama.tokenize(w.encode(), add_bos=False, special=False)
+                    if len(t) == 1:
+                        found.add(t[0])
+                return sorted(found)
+            self._yes_no = (ids(["yes", "Yes", " yes", " Yes", "YES"]), ids(["no", "No", " no", " No", "NO"]))
+        return self._yes_no
+
     def _from_anchor(self, tokens: list[int], messages: list[Message]) -> None:
         """Make the prompt's evaluation independent of what was asked before, so that the same prompt gives the
         same answer (issue: one prompt, asked six times between others, gave two different answers).
