@@ -24,7 +24,7 @@ from rag.condense import Standalone
 from rag.llm import LLM, Message, check_llm_id, get_llm
 from rag.retrieve import Retrieval, Retriever, Source
 from rag.settings import Settings
-from rag.support import SupportJudge
+from rag.support import MeaningJudge, SupportJudge
 from rag.verify import check, render
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,7 @@ class Pipeline:
         self.store = ChunkStore(settings.store_location, self.embedder.name)
         self.judge = SupportJudge(self.embedder, threshold=settings.support_threshold)
         self._retriever: Retriever | None = None
+        self._meaning: MeaningJudge | None = None
         self._synced = False
         self._lock = threading.RLock()
         self.last_ingest: IngestReport | None = None
@@ -169,6 +170,15 @@ class Pipeline:
     def documents(self) -> dict[str, DocRecord]:
         with self._lock:  # not while an ingest is rewriting the store
             return self.store.doc_records(with_text=True)
+
+    def meaning(self, llm: LLM) -> MeaningJudge | None:
+        """The meaning judge over this model, when the settings ask for it and the backend can give P(yes)."""
+        if not self.settings.meaning_judge or not MeaningJudge.available(llm):
+            return None
+        with self._lock:
+            if self._meaning is None or self._meaning.llm is not llm:
+                self._meaning = MeaningJudge(llm, SYSTEM_PROMPT, self.settings.support_threshold)
+            return self._meaning
 
     def llm(self) -> LLM:
         return get_llm(self.settings.llm, self.settings.model_dir, self.settings.n_ctx)
@@ -226,7 +236,8 @@ class Pipeline:
             t_generated = time.perf_counter()
             timings["generate"] += t_generated - t_asked
             declined = policy.declines(raw)
-            checked = [] if declined else check(raw, sources, self.judge, asked.question, self.retriever().knows)
+            checked = [] if declined else check(raw, sources, self.judge, asked.question, self.retriever().knows,
+                                                self.meaning(llm))
             timings["verify"] += time.perf_counter() - t_generated
             reason = policy.verdict(declined, [c.claim for c in checked if c.supported], asked.question)
             if reason is None:

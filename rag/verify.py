@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ingest.chunking import sentence_spans
 from rag import policy
 from rag.retrieve import Source
-from rag.support import SupportJudge
+from rag.support import MeaningJudge, SupportJudge
 
 MARKER = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
 _LEADING_MARKERS = re.compile(r"^(?:\s*\[[\d\s,;\[\]]*\])+[.!?]*\s*")
@@ -73,12 +73,13 @@ def _with_markers(claim: str, numbers: list[int]) -> str:
 
 
 def check(answer: str, sources: list[Source], judge: SupportJudge, question: str = "",
-          known: Callable[[str], bool] | None = None) -> list[CheckedSentence]:
+          known: Callable[[str], bool] | None = None, meaning: MeaningJudge | None = None) -> list[CheckedSentence]:
     """Verify and repair the citations of each answer sentence (of an answer to `question`).
 
     `known` tells whether any article uses a word: a sentence that names something from the question that no
     article mentions ("Ethereum", when only bitcoin is covered) is unsupported, however close its wording is to a
-    passage about something else."""
+    passage about something else. `meaning`, when given, then reads each supported sentence against the sources it
+    keeps: a sentence whose words match but whose meaning the sources do not carry loses its support."""
     by_number = {s.number: s for s in sources}
     foreign = policy.foreign_names(question, known) if known else set()
     sentences = [(s, strip_markers(s), parse_markers(s)) for s in split_sentences(answer)]
@@ -96,9 +97,13 @@ def check(answer: str, sources: list[Source], judge: SupportJudge, question: str
             keep, best_score = [], 0.0
         else:
             keep, best_score = _supporting(claim, valid, score, by_number, judge, question)
-        supported = bool(keep)
-        if not supported:
+        if not keep:
             best_score = max(score.values(), default=0.0)
+        elif meaning is not None:
+            best_score = meaning.probability(claim, " ".join(by_number[c].text for c in keep))
+            if best_score < meaning.threshold:
+                keep = []
+        supported = bool(keep)
         out.append(CheckedSentence(text=claim, claim=claim, sources=keep, supported=supported,
                                    score=round(best_score, 4), repaired=keep != cited))
     return out
