@@ -1,14 +1,16 @@
-"""Support judges for the eval, and calibration of the shipped judge against hand-labelled pairs.
+"""Support judges for the eval, and calibration of the shipped judges against hand-labelled pairs.
 
 Two judges answer "do these passages support this sentence?":
-  - the pipeline's own `SupportJudge` (rag/support.py): a logistic model over a few features, the default;
-  - `LLMJudge`: the local model asked "Does the passage support the sentence? Answer yes or no." (slow, optional).
+  - the pipeline's own `SupportJudge` (rag/support.py): a logistic model over word-overlap features, the default;
+  - `LLMJudge`: the local model, through rag/support.py `MeaningJudge` (a calibrated P(yes)) where the backend
+    gives logits, else its generated yes/no. The eval reports citation figures by both, so an answer is never
+    graded only by the judge that passed it.
 
-`calibrate()` measures the shipped judge on eval/gold/support_pairs.jsonl (accuracy at its threshold, ROC-AUC), refits
-the logistic weights of its features with numpy (Newton's method, a small ridge), and reports the refit's
-5-fold cross-validated accuracy and AUC. The folds keep every pair of one passage together, because many pairs share
-a passage and a fold that splits them would flatter the refit. The weights are printed to be pasted into
-rag/support.py `WEIGHTS` by a person: nothing here changes the judge the pipeline uses.
+`calibrate()` measures both on eval/gold/support_pairs.jsonl with scikit-learn: accuracy at the threshold and
+ROC-AUC; the word-overlap weights refit with 5-fold cross-validation grouped by passage (many pairs share a
+passage, and a fold that splits them would flatter the refit); the meaning judge's two weights fitted on the dev
+split and scored on the held-out test split. The weights are printed to be pasted into rag/support.py by a person:
+nothing here changes the judges the pipeline uses.
 """
 
 from __future__ import annotations
@@ -18,18 +20,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import ArrayLike
 
-from rag import support
-from rag.support import WEIGHTS, probability
+from rag.support import FEATURES, MEANING, WEIGHTS, MeaningJudge, calibrated, probability
 
-# The judge's feature names, in the order pair_features returns them (older judges had these three and no list).
-FEATURES: tuple[str, ...] = tuple(getattr(support, "FEATURES", ("recall", "numbers", "cosine")))
 LLM_JUDGE_PROMPT = "Does the passage support the sentence? Answer yes or no."
 
 
 class LLMJudge:
-    """The local model as a yes/no support judge; its verdicts are remembered for the run."""
+    """The eval's independent judge: the local model asked, under a system prompt of its own, whether a passage
+    supports a sentence, and its generated yes or no taken as the verdict. The verifier never asks this question
+    (it uses the word-overlap judge and the calibrated P(yes) of `MeaningJudge`, under the answering prompt), so
+    this judge shares the model with the verifier but not its prompt or its decision rule. Verdicts are
+    remembered for the run."""
+
+    system = "You check whether a passage supports a sentence."
 
     def __init__(self, llm) -> None:
         self.llm = llm
@@ -38,8 +42,7 @@ class LLMJudge:
 
     def messages(self, claim: str, passage: str) -> list[dict[str, str]]:
         user = f"Passage: {' '.join(passage.split())}\n\nSentence: {claim}\n\n{LLM_JUDGE_PROMPT}"
-        return [{"role": "system", "content": "You check whether a passage supports a sentence."},
-                {"role": "user", "content": user}]
+        return [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
 
     def verdict(self, claim: str, passage: str) -> bool:
         key = (claim, passage)
@@ -48,75 +51,33 @@ class LLMJudge:
             self._seen[key] = reply.strip().lower().lstrip("\"'*").startswith("yes")
         return self._seen[key]
 
+    def raw(self, claim: str, passage: str) -> float:
+        return float(self.verdict(claim, passage))
+
     def supports(self, claim: str, passages: list[str]) -> bool:
         return bool(passages) and self.verdict(claim, "\n".join(passages))
 
 
-# ----------------------------------------------------------------------------- statistics
-def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); nan without both classes."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=float)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if not n_pos or not n_neg:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # average rank over each run of ties
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def accuracy(labels: ArrayLike, probs: ArrayLike, threshold: float) -> float:
+def accuracy(labels, probs, threshold: float) -> float:
     return float(np.mean((np.asarray(probs) >= threshold) == np.asarray(labels, dtype=bool)))
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 100) -> np.ndarray:
-    """[bias, w1, ...] minimising the log-loss plus l2/2 * |w|^2 (bias not penalised), by Newton's method.
+def auc(labels, scores) -> float:
+    from sklearn.metrics import roc_auc_score
 
-    The ridge keeps the weights finite when the labelled pairs are (nearly) separable.
-    """
-    a = np.column_stack([np.ones(len(x)), x])
-    w = np.zeros(a.shape[1])
-    penalty = np.full(a.shape[1], l2)
-    penalty[0] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(a @ w)))
-        grad = a.T @ (p - y) + penalty * w
-        hess = a.T @ (a * (p * (1 - p))[:, None]) + np.diag(penalty) + 1e-9 * np.eye(a.shape[1])
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return w
+    y = np.asarray(labels, dtype=bool)
+    return float(roc_auc_score(y, scores)) if 0 < y.sum() < len(y) else float("nan")
 
 
-def group_folds(groups: Sequence[str], k: int = 5, seed: int = 0) -> np.ndarray:
-    """Fold number per item; items of one group share a fold; groups are dealt out largest first."""
-    rng = np.random.default_rng(seed)
-    names = sorted(set(groups))
-    rng.shuffle(names)
-    sizes = {g: 0 for g in names}
-    for g in groups:
-        sizes[g] += 1
-    load = [0] * k
-    fold_of: dict[str, int] = {}
-    for g in sorted(names, key=lambda g: -sizes[g]):  # stable sort keeps the shuffled order among equals
-        f = int(np.argmin(load))
-        fold_of[g] = f
-        load[f] += sizes[g]
-    return np.array([fold_of[g] for g in groups])
-
-
-def _weights_dict(w: np.ndarray) -> dict[str, float]:
+def _weights_dict(model) -> dict[str, float]:
     names = ("bias", *FEATURES)
-    return {name: round(float(v), 3) for name, v in zip(names, w, strict=True)}
+    values = [float(model.intercept_[0]), *map(float, model.coef_[0])]
+    return {name: round(v, 3) for name, v in zip(names, values, strict=True)}
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 # ----------------------------------------------------------------------------- calibration
@@ -125,51 +86,60 @@ def load_pairs(path: Path) -> list[dict]:
 
 
 def calibrate(pairs: list[dict], features: Callable[[list[tuple[str, str]]], Sequence[Sequence[float]]],
-              threshold: float = 0.5, folds: int = 5, llm_judge: LLMJudge | None = None, llm_pairs: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> dict:
-    """Shipped-judge accuracy/AUC, refit weights and their cross-validated accuracy/AUC, and the LLM judge's accuracy
-    (on `llm_pairs` evenly spaced pairs when given, beside the shipped judge's on the same pairs)."""
+              threshold: float = 0.5, folds: int = 5, llm_judge: MeaningJudge | LLMJudge | None = None,
+              llm_pairs: int | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """The shipped word-overlap judge, its cross-validated refit, and (with `llm_judge`) the meaning judge fitted on
+    the dev split and scored on the test split (on `llm_pairs` evenly spaced pairs when given)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
     x = np.asarray(features([(p["sentence"], p["passage"]) for p in pairs]), dtype=float)
-    y = np.asarray([p["supported"] for p in pairs], dtype=float)
+    y = np.asarray([p["supported"] for p in pairs], dtype=int)
     shipped = [probability(tuple(float(v) for v in row), WEIGHTS) for row in x]
-    fold = group_folds([p["passage"] for p in pairs], folds)
-    out_of_fold = np.zeros(len(pairs))
-    fold_acc = []
-    for f in range(folds):
-        test = fold == f
-        w = fit_logistic(x[~test], y[~test])
-        out_of_fold[test] = 1.0 / (1.0 + np.exp(-(w[0] + x[test] @ w[1:])))
-        fold_acc.append(accuracy(y[test].astype(bool), out_of_fold[test], threshold))
-    refit = fit_logistic(x, y)
-    in_sample = 1.0 / (1.0 + np.exp(-(refit[0] + x @ refit[1:])))
-    labels = y.astype(bool)
+    groups = [p["passage"] for p in pairs]
+    model = LogisticRegression(C=1.0, max_iter=1000)
+    out_of_fold = cross_val_predict(model, x, y, groups=groups, cv=GroupKFold(folds), method="predict_proba")[:, 1]
+    refit = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+    in_sample = refit.predict_proba(x)[:, 1]
     result = {
         "pairs": len(pairs),
         "supported_share": round(float(y.mean()), 4),
         "threshold": threshold,
-        "shipped": {"weights": dict(WEIGHTS), "accuracy": accuracy(labels, shipped, threshold),
-                    "auc": roc_auc(labels, shipped)},
+        "shipped": {"weights": dict(WEIGHTS), "accuracy": accuracy(y, shipped, threshold), "auc": auc(y, shipped)},
         "refit": {"weights": _weights_dict(refit), "cv_folds": folds, "cv_grouped_by": "passage",
-                  "cv_accuracy": accuracy(labels, out_of_fold, threshold),
-                  "cv_accuracy_fold_sd": float(np.std(fold_acc)),
-                  "cv_auc": roc_auc(labels, out_of_fold),
-                  "in_sample_accuracy": accuracy(labels, in_sample, threshold),
-                  "in_sample_auc": roc_auc(labels, in_sample)},
+                  "cv_accuracy": accuracy(y, out_of_fold, threshold), "cv_auc": auc(y, out_of_fold),
+                  "in_sample_accuracy": accuracy(y, in_sample, threshold), "in_sample_auc": auc(y, in_sample)},
         "by_kind": _by_kind(pairs, shipped, out_of_fold, threshold),
     }
     if llm_judge is not None:
         n = len(pairs) if not llm_pairs else min(llm_pairs, len(pairs))
         chosen = sorted({round(i * len(pairs) / n) for i in range(n)})
-        verdicts = []
+        raw = []
         for done, i in enumerate(chosen, 1):
-            verdicts.append(llm_judge.verdict(pairs[i]["sentence"], pairs[i]["passage"]))
+            raw.append(llm_judge.raw(pairs[i]["sentence"], pairs[i]["passage"]))
             if progress is not None:
                 progress(done, len(chosen))
-        sub = labels[chosen]
-        result["llm"] = {"judge": llm_judge.name, "pairs": len(chosen),
-                         "accuracy": accuracy(sub, [float(v) for v in verdicts], 0.5),
-                         "shipped_accuracy_same_pairs": accuracy(sub, [shipped[i] for i in chosen], threshold),
-                         "said_yes": round(sum(verdicts) / len(verdicts), 4)}
+        p_yes, sub = np.asarray(raw), y[chosen]
+        split = np.asarray([pairs[i].get("split", "dev") for i in chosen])
+        dev, test = split == "dev", split == "test"
+        name = getattr(llm_judge, "name", f"meaning ({getattr(llm_judge.llm, 'name', 'model')})")
+        meaning: dict = {"judge": name, "pairs": len(chosen), "dev": int(dev.sum()), "test": int(test.sum()),
+                         "said_yes": round(float(np.mean(p_yes >= 0.5)), 4),
+                         "raw_accuracy": accuracy(sub, p_yes, 0.5), "raw_auc": auc(sub, p_yes),
+                         "shipped_weights": dict(MEANING)}
+        shipped_meaning = np.asarray([calibrated(float(p)) for p in p_yes])
+        meaning["shipped_test_accuracy"] = accuracy(sub[test], shipped_meaning[test], threshold) if test.any() \
+            else float("nan")
+        meaning["shipped_test_auc"] = auc(sub[test], shipped_meaning[test]) if test.any() else float("nan")
+        if dev.any() and 0 < sub[dev].sum() < dev.sum():
+            fit = LogisticRegression(C=1.0, max_iter=1000).fit(_logit(p_yes[dev])[:, None], sub[dev])
+            fitted = fit.predict_proba(_logit(p_yes)[:, None])[:, 1]
+            meaning["weights"] = {"bias": round(float(fit.intercept_[0]), 3),
+                                  "logit_yes": round(float(fit.coef_[0][0]), 3)}
+            meaning["test_accuracy"] = accuracy(sub[test], fitted[test], threshold) if test.any() else float("nan")
+            meaning["test_auc"] = auc(sub[test], fitted[test]) if test.any() else float("nan")
+        meaning["shipped_accuracy_same_pairs"] = accuracy(sub, [shipped[i] for i in chosen], threshold)
+        result["llm"] = meaning
     return result
 
 
@@ -193,13 +163,19 @@ def calibration_text(result: dict) -> str:
         f"  shipped weights {s['weights']}",
         f"    accuracy {s['accuracy']:.3f}   ROC-AUC {s['auc']:.3f}",
         f"  refit ({r['cv_folds']}-fold cross-validation, folds grouped by {r['cv_grouped_by']})",
-        f"    CV accuracy {r['cv_accuracy']:.3f} (fold sd {r['cv_accuracy_fold_sd']:.3f})   CV ROC-AUC "
+        f"    CV accuracy {r['cv_accuracy']:.3f}   CV ROC-AUC "
         f"{r['cv_auc']:.3f}   (in-sample: accuracy {r['in_sample_accuracy']:.3f}, AUC {r['in_sample_auc']:.3f})",
     ]
     if "llm" in result:
         m = result["llm"]
-        lines.append(f"  {m['judge']} on {m['pairs']} pairs: accuracy {m['accuracy']:.3f} (says yes to "
-                     f"{m['said_yes']:.0%}); shipped judge on the same pairs: {m['shipped_accuracy_same_pairs']:.3f}")
+        lines.append(f"  {m['judge']} on {m['pairs']} pairs (dev {m['dev']}, test {m['test']}): raw P(yes) accuracy "
+                     f"{m['raw_accuracy']:.3f} at 0.5 (says yes to {m['said_yes']:.0%}), ROC-AUC {m['raw_auc']:.3f}")
+        lines.append(f"    shipped MEANING {m['shipped_weights']}: test accuracy {m['shipped_test_accuracy']:.3f}   "
+                     f"test ROC-AUC {m['shipped_test_auc']:.3f}")
+        if "weights" in m:
+            lines.append(f"    refit on dev {m['weights']}: test accuracy {m['test_accuracy']:.3f}   test ROC-AUC "
+                         f"{m['test_auc']:.3f}   (paste into rag/support.py MEANING)")
+        lines.append(f"    word-overlap judge on the same pairs: accuracy {m['shipped_accuracy_same_pairs']:.3f}")
     lines.append("  accuracy by kind of pair (shipped / refit CV):")
     for kind, k in result["by_kind"].items():
         label = "supported" if k["supported"] else "unsupported"

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", type=Path, help="answer cache folder (default: <home>/eval-cache)")
     p.add_argument("--judge", choices=["support", "llm"], default="support",
                    help="support judge for ALCE citation metrics: the pipeline's own (default) or the local LLM")
+    p.add_argument("--no-second-judge", dest="second_judge", action="store_false",
+                   help="skip grading citations a second time with the meaning judge (the local model's calibrated "
+                   "yes/no, which the verifier does not use by default; about 1 s a citation)")
     p.add_argument("--k", type=int, help="retrieval cut-off for hit@k, recall@k, nDCG@k (default: max_sources)")
     p.add_argument("--gates", type=Path, default=gates_mod.DEFAULT_GATES, help="gates file (default: eval/gates.toml)")
     p.add_argument("--baseline", type=Path, help="baseline file (default: from the gates file, one per set: "
@@ -250,6 +253,18 @@ def _no_judge(claim: str, passages: list[str]) -> bool:
     return False  # only the invalid-citation count is wanted, not support
 
 
+def _second_judge(pipe):
+    """The meaning judge (rag/support.py) over the pipeline's model, or None when the backend gives no logits or
+    the verifier already used it (then it would not be a second opinion)."""
+    from rag.answer import SYSTEM_PROMPT
+    from rag.support import MeaningJudge
+
+    llm = pipe.llm()
+    if pipe.settings.meaning_judge or not MeaningJudge.available(llm):
+        return None
+    return MeaningJudge(llm, SYSTEM_PROMPT)
+
+
 def _settings(args):
     """The set's corpus and a store of its own under the home, unless --corpus / --store say otherwise."""
     from rag.settings import Settings
@@ -297,6 +312,13 @@ def evaluate(args) -> int:
 
     answers, hits = answer_all(pipe, questions, cache_for(pipe, docs, args.cache), args.cached, args.quiet)
     rows = score(questions, answers, docs, judge.supports, k)
+    second = _second_judge(pipe) if args.second_judge and args.judge == "support" else None
+    if second is not None:  # the same citations graded by a judge the verifier did not use
+        for row in rows:
+            if row["answerable"]:
+                graded = citation_metrics(answers[row["id"]], second.supports, docs=docs)
+                row["citation_recall_meaning"] = graded["citation_recall"]
+                row["citation_precision_meaning"] = graded["citation_precision"]
     summary = summarise(rows)
     by_split = summary_by_split(rows, questions)
     models = sorted({a["model"] for a in answers.values() if a.get("model")})
@@ -370,6 +392,8 @@ def summary_text(run: dict, results: list, gaps: list[dict], out: Path) -> str:
         f"  answers    facts {f('facts_present')}  token F1 {f('token_f1')}",
         f"  citations  recall {f('citation_recall')}  precision {f('citation_precision')}  unsupported share "
         f"{f('unsupported_share')}  invalid {int(s['invalid_citations'])}",
+        f"  citations by the meaning judge (a second opinion)  recall {f('citation_recall_meaning')}  precision "
+        f"{f('citation_precision_meaning')}",
         f"  abstention recall {f('abstention_recall')}  precision {f('abstention_precision')}  false abstention "
         f"{f('false_abstention_rate')}",
         f"  cost       total p50 {f('latency_total_p50')}s p95 {f('latency_total_p95')}s  first token p50 "
@@ -400,7 +424,13 @@ def calibrate(args) -> int:
     if not args.pairs.is_file():
         raise UserError(f"no labelled pairs at {args.pairs}: pass --pairs PATH")
     pairs = judge_mod.load_pairs(args.pairs)
-    llm_judge = judge_mod.LLMJudge(pipe.llm()) if args.judge == "llm" else None
+    llm_judge = None
+    if args.judge == "llm":  # the verifier's meaning judge where the model gives logits, else the generated verdict
+        from rag.answer import SYSTEM_PROMPT
+        from rag.support import MeaningJudge
+
+        llm = pipe.llm()
+        llm_judge = MeaningJudge(llm, SYSTEM_PROMPT) if MeaningJudge.available(llm) else judge_mod.LLMJudge(llm)
     def progress(done: int, total: int) -> None:
         if not args.quiet and (done % 25 == 0 or done == total):
             print(f"  LLM judge: {done}/{total} pairs", file=sys.stderr)

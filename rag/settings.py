@@ -50,7 +50,7 @@ class Settings(BaseModel):
                                "sentence that makes it worth asking the model despite a low similarity")
     support_threshold: float = Field(0.5, description="support-judge probability a citation needs")
     max_question_chars: int = 4000
-    meaning_judge: bool = Field(True, description="after the word-overlap judge, ask the model whether each kept "
+    meaning_judge: bool = Field(False, description="after the word-overlap judge, ask the model whether each kept "
                                 "source says what the sentence says (llama.cpp backend only; one short prompt each)")
 
     @property

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from ingest.env import quiet
 
@@ -15,6 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "data" / "corpus"
 
 quiet()
+
+# Property tests: 300 examples each in the full run; `--hypothesis-profile=dev` (the inner loop) runs 30.
+settings.register_profile("full", database=None, deadline=None, max_examples=300,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", parent=settings.get_profile("full"), max_examples=30)
+settings.load_profile("full")
 
 
 def require(available: bool, what: str, fix: str) -> None:

@@ -33,12 +33,26 @@ def test_question_the_corpus_cannot_answer_abstains(real):
 
 
 def test_follow_up_uses_the_history(real):
+    # What holds on any CPU: the follow-up stands alone, the passage that answers it is given to the model, and
+    # whatever is answered about bitcoin is the cited $66,000 from the right article (never another figure).
     history = [{"role": "user", "content": "How did cybersecurity stocks react to the Mythos leak?"},
                {"role": "assistant", "content": "Cybersecurity stocks dropped 4–6% [1]."}]
     a = real.ask("and what happened to bitcoin?", history=history)
-    assert not a.abstained and "66,000" in a.text
+    assert a.standalone.lower().startswith("what happened to bitcoin")
+    assert any("66,000" in s.quote for s in a.sources)
+    docs = real.documents()
+    for c in a.citations:
+        assert docs[c.doc_id].text[c.char_start : c.char_end] == c.quote
+    if not a.abstained:
+        assert "66,000" in a.text and any("66,000" in c.quote and c.doc_id == "000_91c71732e04b514a"
+                                          for c in a.citations)
 
 
-def test_answers_are_deterministic(real):
+def test_an_answer_does_not_depend_on_what_was_asked_before(real):
     q = "What is Capybara?"
-    assert real.ask(q).text == real.ask(q).text
+    first = real.ask(q).text
+    real.ask("How far did bitcoin fall after the leak?")
+    second = real.ask(q).text
+    real.ask("What did Sam Altman reportedly write in an internal memo?")
+    real.ask("How many parameters does Claude Mythos have?")
+    assert first == second == real.ask(q).text

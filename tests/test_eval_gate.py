@@ -20,6 +20,7 @@ def test_full_eval_passes_the_gates(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     out = tmp_path / "run"
     code = main(["--llm", "llamacpp:default", "--store", str(tmp_path / "store"), "--cache", str(tmp_path / "cache"),
+                 "--no-second-judge",  # a reported figure, not a gate: it would add about a second a citation
                  "--out", str(out)])
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     gates = {g["name"]: g for g in report["gates"]}

@@ -7,40 +7,53 @@ import json
 import numpy as np
 import pytest
 
-from eval.judge import FEATURES, LLMJudge, calibrate, fit_logistic, group_folds, roc_auc
+from eval.judge import LLMJudge, accuracy, auc, calibrate
 from eval.run import PAIRS, main
+from rag.support import FEATURES, MeaningJudge
 
 
-def test_roc_auc_by_hand():
-    assert roc_auc([True, True, False, False], [0.9, 0.8, 0.2, 0.1]) == 1.0
-    assert roc_auc([True, True, False, False], [0.1, 0.2, 0.8, 0.9]) == 0.0
-    # pairs (pos, neg): (0.8, 0.5) win, (0.8, 0.9) lose, (0.5, 0.5) tie, (0.5, 0.9) lose -> 1.5 / 4
-    assert roc_auc([True, True, False, False], [0.8, 0.5, 0.5, 0.9]) == pytest.approx(0.375)
-    assert np.isnan(roc_auc([True, True], [0.1, 0.2]))
+def test_auc_and_accuracy():
+    assert auc([True, True, False, False], [0.9, 0.8, 0.2, 0.1]) == 1.0
+    assert auc([True, True, False, False], [0.8, 0.5, 0.5, 0.9]) == pytest.approx(0.375)
+    assert np.isnan(auc([True, True], [0.1, 0.2]))
+    assert accuracy([True, False, True], [0.9, 0.6, 0.2], 0.5) == pytest.approx(1 / 3)
 
 
-def test_fit_logistic_recovers_the_generating_weights():
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 1, size=(4000, 3))
-    true = np.array([-3.0, 2.0, 4.0, -1.0])
-    p = 1 / (1 + np.exp(-(true[0] + x @ true[1:])))
-    y = (rng.uniform(size=len(p)) < p).astype(float)
-    assert fit_logistic(x, y, l2=0.0) == pytest.approx(true, abs=0.35)
+class Graded:
+    """A model that gives logits: P(yes) is high when the sentence's words are all in the passage."""
+
+    name = "graded"
+
+    def __init__(self):
+        self.calls = 0
+
+    def yes_probability(self, messages):
+        self.calls += 1
+        text = messages[-1]["content"]
+        source, claim = text.split("Source: ", 1)[1].split("\n\nClaim: ", 1)
+        claim = claim.split("\n\n", 1)[0]
+        return 0.99 if set(claim.lower().split()) <= set(source.lower().split()) else 0.6
 
 
-def test_ridge_keeps_separable_data_finite():
-    x = np.array([[0.0], [0.1], [0.9], [1.0]])
-    y = np.array([0.0, 0.0, 1.0, 1.0])
-    w = fit_logistic(x, y, l2=1.0)
-    assert np.all(np.isfinite(w)) and 0 < w[1] < 20
+def test_the_meaning_judge_is_calibrated_and_remembers():
+    llm = Graded()
+    judge = MeaningJudge(llm, "system")
+    assert judge.supports("bitcoin slid", ["bitcoin slid to $66,000"]) is True
+    assert judge.supports("ethereum slid", ["bitcoin slid to $66,000"]) is False  # 0.6 raw is below the calibration
+    assert judge.supports("bitcoin slid", ["bitcoin slid to $66,000"]) is True and llm.calls == 2
 
 
-def test_group_folds_keep_groups_together_and_balance():
-    groups = [f"g{i // 3}" for i in range(30)]  # ten groups of three
-    folds = group_folds(groups, k=5)
-    for g in set(groups):
-        assert len({folds[i] for i, name in enumerate(groups) if name == g}) == 1
-    assert sorted(np.bincount(folds)) == [6, 6, 6, 6, 6]
+def test_calibrate_fits_the_meaning_judge_on_dev_and_scores_it_on_test():
+    pairs = [{"sentence": f"w{i}" if i % 2 else f"x{i}", "passage": f"w{i} more words", "supported": bool(i % 2),
+              "kind": "k", "split": "dev" if i < 20 else "test"} for i in range(40)]
+
+    def features(batch):
+        return [(0.5,) * len(FEATURES) for _ in batch]
+
+    result = calibrate(pairs, features, llm_judge=MeaningJudge(Graded(), "system"))
+    m = result["llm"]
+    assert m["dev"] == 20 and m["test"] == 20 and m["test_accuracy"] == 1.0 and m["test_auc"] == 1.0
+    assert m["weights"]["logit_yes"] > 0
 
 
 class Scripted:
@@ -81,15 +94,3 @@ def test_calibrate_command_reports_figures_and_weights(settings, monkeypatch, tm
     assert list(result["refit"]["weights"]) == ["bias", *FEATURES]
 
 
-def test_calibrate_compares_the_llm_judge_on_evenly_spaced_pairs():
-    pairs = [{"sentence": f"s{i}", "passage": f"p{i // 2}", "supported": i % 3 != 0, "kind": "k"} for i in range(40)]
-
-    def features(batch):
-        return [(1.0 if int(s[1:]) % 3 else 0.2, 1.0, 0.5) + (0.0,) * (len(FEATURES) - 3) for s, _ in batch]
-
-    llm = Scripted("yes")
-    result = calibrate(pairs, features, llm_judge=LLMJudge(llm), llm_pairs=10)
-    chosen = [pairs[i] for i in range(0, 40, 4)]
-    assert result["llm"]["pairs"] == 10 == llm.calls and result["llm"]["said_yes"] == 1.0
-    assert result["llm"]["accuracy"] == pytest.approx(sum(p["supported"] for p in chosen) / 10)
-    assert result["refit"]["cv_accuracy"] == 1.0  # the first feature separates the classes
