@@ -22,6 +22,8 @@ from ingest.chunking import chunk_document
 from ingest.loaders import find_files, load_document
 from ingest.store import ChunkStore
 
+pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
+
 GROWTH = 300  # chunks: enough for Chroma's index to be searched, small enough to keep the run well under a minute
 RECALL_FLOOR = 0.9  # Chroma's HNSW on a few hundred vectors is all but exact; a wrong id or vector falls far below
 

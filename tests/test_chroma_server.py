@@ -23,6 +23,8 @@ from rag.cli import main
 
 from .conftest import free_port, require
 
+pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
+
 
 def _heartbeat(url: str) -> bool:
     try:

@@ -17,6 +17,8 @@ from rag import Pipeline, Settings, ask, pipeline
 from rag.llm import FakeLLM
 from ui import handlers
 
+pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
+
 QUESTIONS = [
     "How far did bitcoin fall after the leak?",
     "What is Claude Mythos?",

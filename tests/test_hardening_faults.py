@@ -36,6 +36,8 @@ from ui import handlers
 from .conftest import ROOT
 from .ollama_standin import OllamaStandIn
 
+pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
+
 BITCOIN = "How far did bitcoin fall after the leak?"
 WORDS = "market leak model zebra bitcoin stock price analyst security report chip server cloud team launch".split()
 

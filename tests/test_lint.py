@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import ROOT
+
+pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
 
 PACKAGES = ["rag", "ingest", "ui", "eval"]
 
