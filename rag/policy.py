@@ -77,9 +77,17 @@ _DURATION = re.compile(r"\b(?:seconds?|minutes?|hours?|days?|weeks?|months?|year
 def answers_kind(question: str, supported: list[str]) -> bool:
     """A question after a number, a date or a duration needs a supported sentence that gives one, else it was not
     answered: "How long were the files exposed?" is not answered by "nearly 3,000 files were exposed"."""
+    claims = [_without_question_words(s, question) for s in supported]
     if _WANTS_DURATION.search(question):
-        return any(_DURATION.search(s) for s in supported)
-    return not _WANTS_NUMBER.search(question) or any(_NUMBERISH.search(s) for s in supported)
+        return any(_DURATION.search(s) for s in claims)
+    return not _WANTS_NUMBER.search(question) or any(_NUMBERISH.search(s) for s in claims)
+
+
+def _without_question_words(claim: str, question: str) -> str:
+    """The claim without the words it repeats from the question: a figure the question already gave ("MiniMax
+    M2.5") is not the figure it asks for."""
+    asked = {w.lower() for w in re.findall(r"[\w.,-]+", question)}
+    return " ".join(w for w in re.findall(r"[\w.,-]+", claim) if w.lower() not in asked)
 
 
 def foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:

@@ -40,6 +40,9 @@ def test_declines(reply, expected):
     ("When did the leak happen?", "The leak happened last week.", True),
     ("What is the cost problem the articles describe?", "Running the model is expensive.", True),
     ("Who found the files?", "Two researchers found them.", True),
+    # a figure the question already gave is not the figure it asks for
+    ("What benchmark score did MiniMax M2.5 get?", "MiniMax M2.5 got a dramatically higher score.", False),
+    ("What benchmark score did MiniMax M2.5 get?", "MiniMax M2.5 scored 71% on SWE-bench.", True),
 ])
 def test_a_question_after_a_figure_or_a_duration_needs_one(question, claim, answered):
     assert answers_kind(question, [claim]) is answered
