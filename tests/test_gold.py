@@ -23,7 +23,7 @@ TAGS = {"single_fact", "number", "paraphrase", "multi_sentence", "multi_doc", "d
         "unanswerable"}
 QUESTION_KEYS = {"id", "question", "history", "answerable", "reference", "facts", "spans", "tags", "split"}
 POSITIVE_KINDS = {"verbatim", "paraphrase", "summary"}
-NEGATIVE_KINDS = {"wrong_number", "wrong_entity", "other_passage", "overstated", "contradiction",
+NEGATIVE_KINDS = {"non_answer", "wrong_number", "wrong_entity", "other_passage", "overstated", "contradiction",
                   "extra_fact", "unrelated"}
 GITDOCS_PAGES = {"gitfaq", "git-gc", "git-maintenance", "gitignore", "gitcredentials", "git-worktree", "git-stash",
                  "git-bisect", "git-bisect-lk2009", "gitworkflows"}
@@ -181,7 +181,8 @@ def test_assign_splits_balances_each_tag_and_keeps_given_splits(tags, given, exp
 def test_pair_ids_unique_and_schema(pairs):
     assert len({p["id"] for p in pairs}) == len(pairs)
     for p in pairs:
-        assert set(p) == {"id", "sentence", "doc_id", "passage", "supported", "kind"}, p["id"]
+        assert set(p) == {"id", "sentence", "doc_id", "passage", "supported", "kind", "split"}, p["id"]
+        assert p["split"] in ("dev", "test"), p["id"]
         assert isinstance(p["supported"], bool) and p["sentence"].strip(), p["id"]
         assert p["kind"] in (POSITIVE_KINDS if p["supported"] else NEGATIVE_KINDS), p["id"]
 
@@ -190,6 +191,16 @@ def test_every_pair_passage_occurs_exactly_in_its_document(pairs, news_docs):
     for p in pairs:
         assert p["doc_id"] in news_docs, p["id"]
         assert p["passage"] in news_docs[p["doc_id"]], f"{p['id']}: {p['passage']!r}"
+
+
+def test_pairs_of_one_passage_share_a_split_and_both_splits_are_balanced(pairs):
+    by_passage: dict[str, set[str]] = {}
+    for p in pairs:
+        by_passage.setdefault(p["passage"], set()).add(p["split"])
+    assert all(len(splits) == 1 for splits in by_passage.values())  # no passage leaks from dev into test
+    for split in ("dev", "test"):
+        part = [p for p in pairs if p["split"] == split]
+        assert len(part) >= 100 and 0.4 <= sum(p["supported"] for p in part) / len(part) <= 0.6
 
 
 def test_pair_counts_and_balance(pairs):

@@ -256,6 +256,7 @@ def served(tmp_path_factory):
     demo.close()
 
 
+@pytest.mark.integration  # launches the UI server
 def test_the_ui_serves_no_file_from_the_disk_by_any_route(served):
     port, root, settings = served
     corpus_file = next(Path(settings.corpus).glob("*.txt"))

@@ -135,6 +135,7 @@ def _library_run(tmp_path: Path, embedder: str, serve: bool) -> dict:
     return result
 
 
+@pytest.mark.integration  # launches the UI server
 def test_no_network_at_import_ask_or_ui_launch_and_the_ui_listens_on_loopback(tmp_path):
     result = _library_run(tmp_path, "fake", serve=True)
     assert result["listening"] == ["0100007F"], f"listening on {result['listening']}, not only 127.0.0.1"
