@@ -168,13 +168,19 @@ class Pipeline:
         return get_llm(self.settings.llm, self.settings.model_dir, self.settings.n_ctx)
 
     # --- answering -------------------------------------------------------------------------------------------
-    def retrieve(self, question: str, history: list[Message] | None = None) -> Retrieval:
+    def retrieve(self, question: str, history: list[Message] | None = None,
+                 max_sources: int | None = None) -> Retrieval:
+        """The numbered passages for a question. `max_sources` asks for another number than the prompt takes
+        (a search), with the character budget scaled to match."""
         query = f"{_history_text(history)} {question}".strip()
         s = self.settings
+        top_k, n, budget = s.top_k, s.max_sources, s.context_chars
+        if max_sources is not None:
+            top_k, n, budget = max(top_k, max_sources), max_sources, budget * max_sources // s.max_sources
         # Under the lock that ingest() holds: a store that is being rewritten can lose a chunk between the two
         # searches and the sentence lookup (Chroma then raises), or pair a new offset with an old text.
         with self._lock:
-            return self.retriever().retrieve(query, s.top_k, s.max_sources, s.context_chars)
+            return self.retriever().retrieve(query, top_k, n, budget)
 
     def messages(self, question: str, sources: list[Source], history: list[Message] | None) -> list[Message]:
         lines = [f"[{s.number}] {' '.join(s.text.split())}" for s in sources]
