@@ -49,6 +49,7 @@ class RagExtras(BaseModel):
     citations: list[Passage]
     sentences: list[SentenceFlag]
     closest: list[Passage] = Field(description="when abstained: the passages nearest the question; else []")
+    abstain_reason: str = Field(description="why it abstained (rag/policy.py `Abstain`); empty when it answered")
     model: str = Field(description="the model that wrote the answer; empty when no model was called")
     prompt_tokens: int
     timings: dict[str, float] = Field(description="seconds: retrieve, first_token, generate, verify, total")
@@ -61,7 +62,8 @@ class RagExtras(BaseModel):
             citations=[Passage.of(c) for c in answer.citations],
             sentences=[SentenceFlag(text=s.text, citations=s.citations, supported=s.supported, score=s.score)
                        for s in answer.sentences],
-            closest=[Passage.of(c) for c in answer.closest] if answer.abstained else [],
+            closest=[Passage.of(c) for c in answer.sources] if answer.abstained else [],
+            abstain_reason=answer.abstain_reason,
             model=answer.model,
             prompt_tokens=answer.prompt_tokens,
             timings=answer.timings,
