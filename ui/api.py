@@ -125,8 +125,8 @@ def _close(items: Iterator) -> None:
 
 
 def _usage(answer: Answer, pieces: int) -> dict:
-    # The backends count the prompt exactly; the completion is counted as the pieces the model streamed (a
-    # token each for llama.cpp, a word each for the fake model).
+    # The prompt as the backend counts it (exact for llama.cpp, estimated for Ollama); the completion as the pieces
+    # the model streamed (about a token each for llama.cpp, a word each for the fake model).
     return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": pieces,
             "total_tokens": answer.prompt_tokens + pieces}
 
