@@ -189,15 +189,20 @@ class Pipeline:
         llm = self.llm() if history and condense.depends_on_history(condense.strip_leading(question)) else None
         return condense.standalone(question, history, llm, SYSTEM_PROMPT, self.settings.seed)
 
-    def retrieve(self, question: str, history: list[Message] | None = None, context: str | None = None
-                 ) -> Retrieval:
-        """Sources for a question; `context` (default: the earlier questions of `history`) joins the query."""
+    def retrieve(self, question: str, history: list[Message] | None = None, context: str | None = None,
+                 max_sources: int | None = None) -> Retrieval:
+        """The numbered passages for a question; `context` (default: the earlier questions of `history`) joins the
+        query. `max_sources` asks for another number than the prompt takes (a search), with the character budget
+        scaled to match."""
         query = f"{_history_text(history) if context is None else context} {question}".strip()
         s = self.settings
+        top_k, n, budget = s.top_k, s.max_sources, s.context_chars
+        if max_sources is not None:
+            top_k, n, budget = max(top_k, max_sources), max_sources, budget * max_sources // s.max_sources
         # Under the lock that ingest() holds: a store that is being rewritten can lose a chunk between the two
         # searches and the sentence lookup (Chroma then raises), or pair a new offset with an old text.
         with self._lock:
-            return self.retriever().retrieve(query, s.top_k, s.max_sources, s.context_chars)
+            return self.retriever().retrieve(query, top_k, n, budget)
 
     def messages(self, question: str, sources: list[Source]) -> list[Message]:
         lines = [f"[{s.number}] {' '.join(s.text.split())}" for s in sources]

@@ -1,4 +1,5 @@
-"""The chat web UI: a thin Gradio layer over `rag` (handlers in ui/handlers.py, the page in ui/app.py).
+"""The ways in besides Python: the chat web UI (ui/app.py over ui/handlers.py), the OpenAI-compatible API
+(ui/api.py, `rag serve`) and the MCP server (ui/mcp_server.py, `rag mcp`), each a thin layer over `rag`.
 
-Importing this package imports nothing heavy; `rag ui` imports ui.app (and Gradio) only when it starts the page.
+Importing this package imports nothing heavy; each command imports its module (Gradio, FastAPI, mcp) when it starts.
 """

@@ -163,12 +163,16 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
         )
         inputs = [question, ask_btn]
         # The question shows at once (unqueued), then waits for its turn in the queue; `then` runs even on failure.
+        # `/ask` is the app's API for gradio_client (README): the question in, the page's outputs streamed out; the
+        # conversation is the client session's state. The example chain runs the same function, undocumented.
         gr.on([ask_btn.click, question.submit], echo, [question, turns], [chat, status, *inputs], queue=False).then(
-            ask, [question, turns], outputs, **ask_options
+            ask, [question, turns], outputs, api_name="ask", **ask_options
         ).then(unlock, None, inputs, queue=False)
         chat.example_select(pick_example, None, question, queue=False).then(
             echo, [question, turns], [chat, status, *inputs], queue=False
-        ).then(ask, [question, turns], outputs, **ask_options).then(unlock, None, inputs, queue=False)
+        ).then(ask, [question, turns], outputs, api_visibility="undocumented", **ask_options).then(
+            unlock, None, inputs, queue=False
+        )
         passage.click(show, [turns], passage, concurrency_limit=4, show_progress="hidden")
         clear_btn.click(clear, None, [chat, turns, status, sources, timings, passage], queue=False)
         chat.clear(clear, None, [chat, turns, status, sources, timings, passage], queue=False)

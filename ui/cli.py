@@ -1,4 +1,5 @@
-"""The `rag ui` command (registered through the `rag.commands` entry point; see rag/cli.py)."""
+"""The `rag ui`, `rag serve` and `rag mcp` commands, registered through the `rag.commands` entry points (see
+rag/cli.py); each imports its server only when it runs."""
 
 from __future__ import annotations
 
@@ -21,3 +22,30 @@ def ui(host: str, port: int, share: bool, corpus, store, llm) -> None:
     from ui.app import launch
 
     launch(settings_from(corpus=corpus, store=store, llm=llm), host=host, port=port, share=share)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on (beyond loopback "
+              "only with an API key)")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--api-key", envvar="RAG_API_KEY", help="clients must send `Authorization: Bearer KEY` [RAG_API_KEY]")
+@click.option("--corpus", type=click.Path(path_type=Path))
+@store_option
+@llm_option
+def serve(host: str, port: int, api_key: str | None, corpus, store, llm) -> None:
+    """Serve an OpenAI-compatible API: POST /v1/chat/completions, GET /v1/models."""
+    from ui.api import serve as serve_api
+
+    serve_api(settings_from(corpus=corpus, store=store, llm=llm), host=host, port=port, api_key=api_key)
+
+
+@click.command()
+@click.option("--http", "http_port", type=int, help="serve streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio")
+@click.option("--corpus", type=click.Path(path_type=Path))
+@store_option
+@llm_option
+def mcp(http_port: int | None, corpus, store, llm) -> None:
+    """Run an MCP server (tools: ask, search) over stdio, for Claude Desktop and other MCP clients."""
+    from ui.mcp_server import run
+
+    run(settings_from(corpus=corpus, store=store, llm=llm), http_port=http_port)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from eval.bench.api import api_overhead_bench
 from eval.bench.formats import ingest_formats_bench
 from eval.bench.growth import bench_growth
 from eval.bench.ingest import bench_ingest
@@ -80,6 +81,7 @@ SECTIONS: dict[str, Callable[[Bench], dict]] = {
                                        cold_runs=1 if b.quick else 2, ui=not b.args.no_ui, log=b.log),
     "growth": lambda b: bench_growth(b.settings, b.work, b.sizes, b.args.embed_max, b.args.growth_queries, b.log),
     "formats": lambda b: ingest_formats_bench(b.quick),
+    "api": lambda b: api_overhead_bench(b.questions(), b.settings.model_copy(update={"store": b.query_store()})),
 }
 
 

@@ -3,7 +3,7 @@ against bare llama-cpp-python given the identical prompt with the same settings 
 threads, max_tokens). The model runs in two instances so neither reuses the other's prompt cache.
 
 It leaves out Ollama's bare baseline (the server is the engine; there is none in-process to call), cold starts
-(the process section) and the HTTP API's overhead (eval/bench_api.py).
+(the process section) and the HTTP API's overhead (eval/bench/api.py).
 """
 
 from __future__ import annotations

@@ -85,6 +85,8 @@ TARGETS: tuple[Target, ...] = (
            at("query", "first_token", "p50")),
     Target("overhead_p50", "overhead over bare llama.cpp (our total / bare generation - 1), p50", "overhead", "%",
            "<", 10.0, percent_over(at("query", "overhead_ratio", "p50"))),
+    Target("api_overhead_p50", "OpenAI-compatible API over in-process ask(), p50", "API overhead", "ms", "<=", 50.0,
+           at("api", "overhead_p50_ms")),
     Target("retrieve_p50", "retrieval p50 at corpus size", "retrieval", "ms", "<", 50.0,
            at("query", "retrieve", "p50", scale=1e3)),
     Target("retrieve_p50_100k", "retrieval p50 at 100k chunks (Retriever.retrieve, hashed vectors)",
