@@ -279,6 +279,10 @@ def test_passage_of_a_changed_document_says_so(settings):
     final = run(settings, QUESTION)[-1]
     c = final.turns[0].answer.citations[0]
     out = handlers.render_passage(c, "completely different text", "/x/y.txt", BUNDLED_CORPUS)
+    assert "rag-byline" not in out  # no author, no date: no empty byline
+    dated = handlers.render_passage(c, "completely different text", "/x/y.txt", BUNDLED_CORPUS, "Ann Lee",
+                                    "2026-03-01")
+    assert '<p class="rag-byline">Ann Lee · 2026-03-01</p>' in dated
     assert marked(out) == c.quote and "changed since this answer" in out
 
 

@@ -192,15 +192,17 @@ def paragraph_around(text: str, start: int, end: int, limit: int = CONTEXT_CHARS
     return before, after
 
 
-def render_passage(c: Citation, doc_text: str | None, doc_path: str, corpus: Path) -> str:
-    """A cited passage inside its paragraph with the quoted span in <mark>, under its title and file."""
+def render_passage(c: Citation, doc_text: str | None, doc_path: str, corpus: Path, author: str = "",
+                   date: str = "") -> str:
+    """A cited passage inside its paragraph with the quoted span in <mark>, under its title, byline and file."""
     try:
         shown_path = str(Path(doc_path).resolve().relative_to(Path(corpus).resolve()))
     except (ValueError, OSError):
         shown_path = Path(doc_path).name if doc_path else c.doc_id
     header = (
         f'<h3 class="rag-title">{_h(c.title)}</h3>'
-        f'<p class="rag-file">[{c.number}] file <code>{_h(shown_path)}</code>{_where(c)}, '
+        + (f'<p class="rag-byline">{_h(" · ".join(x for x in (author, date) if x))}</p>' if author or date else "")
+        + f'<p class="rag-file">[{c.number}] file <code>{_h(shown_path)}</code>{_where(c)}, '
         f"characters {c.char_start:,}–{c.char_end:,}</p>"
     )
     if doc_text is not None and doc_text[c.char_start : c.char_end] == c.quote:
@@ -223,7 +225,9 @@ def show_passage(settings: Settings, turns: list[Turn], ref: str) -> str:
         record = pipeline(settings).documents().get(c.doc_id)
     except RagError as e:
         return status_html(str(e), "error")
-    return render_passage(c, record.text if record else None, record.path if record else "", settings.corpus)
+    if record is None:
+        return render_passage(c, None, "", settings.corpus)
+    return render_passage(c, record.text, record.path, settings.corpus, record.author, record.date)
 
 
 # --- asking -----------------------------------------------------------------------------------------------------
