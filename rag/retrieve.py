@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
+# Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
+# chunk's fused rank. Chosen by hand at 06acb93 on the bundled corpus and not re-tuned since.
+OVERLAP_WEIGHT = 0.3
+CHUNK_PRIOR = 0.05
+MIN_SENTENCE_CHARS = 25  # shorter lines (a date, "Share") are never a source on their own
+# The sentence after each of the two best picks joins them (within 240 characters in all), beyond the budget:
+# added at 7b6df66+ for reference pages, whose figures follow the sentence that names the thing.
+NEIGHBOUR_SOURCES = 2
+NEIGHBOUR_CHARS = 240
 _WORD = re.compile(r"[a-z0-9][\w.-]*")
 
 
@@ -132,8 +141,8 @@ class Retriever:
         for meta, sim in zip(metas, sims):
             text = self._chunk_slice(meta)
             overlap = sum(self._idf[w] for w in qwords & set(content_words(text))) / qweight
-            prior = 0.05 * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
-            scored.append((float(sim) + 0.3 * overlap + prior, float(sim), meta, overlap))
+            prior = CHUNK_PRIOR * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
+            scored.append((float(sim) + OVERLAP_WEIGHT * overlap + prior, float(sim), meta, overlap))
         scored.sort(key=lambda t: -t[0])
 
         picked: list[tuple[float, dict]] = []
@@ -143,13 +152,14 @@ class Retriever:
             if len(picked) >= max_sources or (picked and used + length > budget):
                 continue
             text = self._chunk_slice(meta)
-            if length < 25 or is_heading(text):  # a bare heading says little on its own
+            if length < MIN_SENTENCE_CHARS or is_heading(text):  # a bare heading says little on its own
                 continue
             if addresses_the_model(text):  # an order to the model is never handed to it (rag/guard.py)
                 self._warn(meta["doc_id"])
                 continue
             picked.append((score, meta))
             used += length
+        picked += self._next_sentences(picked[:NEIGHBOUR_SOURCES], metas)
         # Sentences that touch in the same chunk become one source; sources keep document order within a doc.
         picked.sort(key=lambda t: (t[1]["doc_id"], t[1]["start"]))
         merged: list[list] = []
@@ -167,6 +177,28 @@ class Retriever:
                                   text=self._chunk_slice(meta), start=meta["start"], end=meta["end"],
                                   score=round(score, 4), page=meta.get("page"), section=meta.get("section", "")))
         return sources, float(max(sims)), max(t[3] for t in scored)
+
+    def _next_sentences(self, best: list[tuple[float, dict]], metas: list[dict]) -> list[tuple[float, dict]]:
+        """The sentence after each of the best picks, in the same chunk, within NEIGHBOUR_CHARS in all: in
+        reference pages a definition's first sentence names the thing and the next gives the figure ("... kept for
+        this many days." "The default is 15 days.")."""
+        taken = {(m["chunk_id"], m["start"]) for _, m in best}
+        out: list[tuple[float, dict]] = []
+        room = NEIGHBOUR_CHARS
+        for score, meta in best:
+            after = [m for m in metas if m["chunk_id"] == meta["chunk_id"] and m["start"] >= meta["end"]]
+            if not after:
+                continue
+            nxt = min(after, key=lambda m: m["start"])
+            length = nxt["end"] - nxt["start"]
+            if (nxt["chunk_id"], nxt["start"]) in taken or length > room or not self._adjacent(meta, nxt):
+                continue
+            if addresses_the_model(self._chunk_slice(nxt)):
+                continue
+            out.append((score - 1e-3, nxt))
+            taken.add((nxt["chunk_id"], nxt["start"]))
+            room -= length
+        return out
 
     def _warn(self, doc_id: str) -> None:
         if doc_id not in self._warned:

@@ -139,3 +139,16 @@ def test_a_question_is_worth_a_model_call_when_near_in_meaning_or_in_words(setti
     assert worth_asking(True, on_topic.best_similarity, on_topic.best_overlap, 1.5, 0.6), "its words alone do"
     assert not worth_asking(True, off_topic.best_similarity, off_topic.best_overlap, 1.5, 0.6)
     assert not worth_asking(True, on_topic.best_similarity, on_topic.best_overlap, 1.5, 1.01)
+
+
+def test_the_sentence_after_a_best_pick_joins_it(settings, corpus):
+    # Reference pages name a thing in one sentence and give its figure in the next.
+    (corpus / "gc.md").write_text(
+        "# Garbage collection\n\nRecords of conflicted merges you have not resolved are kept for this many days "
+        "when the cleanup runs. The default is 15 days. Other settings exist too.\n", encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    r = pipe.retrieve("How many days are records of unresolved conflicted merges kept?")
+    top = next(s for s in r.sources if s.doc_id == "gc")
+    assert "kept for this many days" in top.text and "The default is 15 days." in top.text
+    assert pipe.documents()["gc"].text[top.start : top.end] == top.text
