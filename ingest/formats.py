@@ -16,18 +16,23 @@ Libraries, and why these:
 - DOCX: python-docx, reading the body's paragraphs and tables in document order (`iter_inner_content`); a
   paragraph styled Title or Heading N is a section heading. Page headers and footers, footnotes, comments and text
   boxes are left out.
-- EPUB: ebooklib (AGPL-3.0), reading the spine in order, skipping the navigation document; each chapter's XHTML
+- EPUB: zipfile and lxml, no EPUB library (ebooklib, the usual one, is AGPL-3.0): META-INF/container.xml names
+  the package file (OPF), whose spine is read in order, skipping the navigation document. A chapter's title comes
+  from the table of contents (the EPUB 3 navigation document, else the EPUB 2 NCX), else from its first heading;
+  title, author and date from the package's Dublin Core. Each chapter's XHTML, head and `<style>` rules included,
   goes through the HTML reader (ingest/html.py), after lxml has re-serialised it as HTML so that XHTML's
-  self-closed `<script .../>` or `<textarea/>` cannot swallow the rest of the chapter. A chapter's title comes
-  from the table of contents, else from its first heading. ebooklib hands over each chapter with a head of its
-  own making, so `<style>` rules in a chapter's head are not seen (inline styles are).
+  self-closed `<script .../>` or `<textarea/>` cannot swallow the rest of the chapter. A book whose chapters
+  META-INF/encryption.xml lists as encrypted (DRM) is refused; font obfuscation is not encryption of the text.
+  Left out: multiple renditions (the first package file is read) and what is not text (images, media overlays).
 """
 
 from __future__ import annotations
 
 import logging
+import posixpath
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -247,28 +252,46 @@ def read_docx(path: Path) -> Extracted:
 
 
 # --- EPUB ----------------------------------------------------------------------------------------------------------
-def read_epub(path: Path) -> Extracted:
-    from ebooklib import epub
+_CONTAINER_NS = "{urn:oasis:names:tc:opendocument:xmlns:container}"
+_OPF_NS = "{http://www.idpf.org/2007/opf}"
+_DC_NS = "{http://purl.org/dc/elements/1.1/}"
+_NCX_NS = "{http://www.daisy.org/z3986/2005/ncx/}"
+_XMLENC_NS = "{http://www.w3.org/2001/04/xmlenc#}"
+# Font obfuscation (IDPF, Adobe) is listed in encryption.xml too, but it scrambles only fonts, never the text.
+_FONT_OBFUSCATION = {"http://www.idpf.org/2008/embedding", "http://ns.adobe.com/pdf/enc#RC"}
 
+
+class _BadEpub(Exception):
+    """What is wrong with the EPUB's structure, said for people."""
+
+
+@dataclass
+class _EpubBook:
+    spine: list[str]  # zip paths of the spine's documents, in reading order, the navigation document left out
+    toc: dict[str, str]  # zip path -> the first table-of-contents title that points into it
+    metadata: dict[str, str]  # Dublin Core element -> its first value
+
+
+def read_epub(path: Path) -> Extracted:
     from ingest.html import extract
 
     _check_zip(path, "EPUB")
     try:
-        book = epub.read_epub(str(path), options={"ignore_ncx": True})
-    except Exception as e:  # ebooklib raises EpubException, KeyError, lxml errors for broken books
+        with zipfile.ZipFile(path) as z:
+            book = _epub_book(z, path.name)
+            chapters = [(name, _zip_read(z, name)) for name in book.spine]
+    except _BadEpub as e:
+        raise UnreadableFile(f"{path.name}: not a readable EPUB ({e}); re-export it, skipped") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError) as e:  # CRC, inflate errors
         raise UnreadableFile(f"{path.name}: not a readable EPUB ({e.__class__.__name__}: {e}); re-export it, "
                              "skipped") from None
-    toc = _toc_titles(book.toc)
     out = _Builder()
     sections: list[tuple[int, str]] = []
-    for idref, _linear in book.spine:
-        item = book.get_item_with_id(idref)
-        if item is None or isinstance(item, epub.EpubNav) or not getattr(item, "file_name", ""):
-            continue
+    for name, content in chapters:
         try:
-            page = extract(_xhtml_as_html(item.get_content()))
+            page = extract(_xhtml_as_html(content))
         except UnreadableFile as e:
-            log.warning("%s: chapter %s skipped: %s", path.name, item.file_name, e)
+            log.warning("%s: chapter %s skipped: %s", path.name, name, e)
             continue
         chapter_start = out.offset()
         base = chapter_start
@@ -278,7 +301,8 @@ def read_epub(path: Path) -> Extracted:
                 added = True
         if not added:
             continue
-        chapter = toc.get(item.file_name) or (page.headings[0][1] if page.headings else "") or page.title
+        # Not the chapter's <title>: in most books every chapter's <title> is the book's title.
+        chapter = book.toc.get(name) or (page.headings[0][1] if page.headings else "")
         if chapter:
             sections.append((chapter_start, chapter))
         for offset, heading in page.headings:
@@ -287,33 +311,124 @@ def read_epub(path: Path) -> Extracted:
     text = out.text()
     if not text.strip():
         raise UnreadableFile(f"{path.name}: the EPUB has no text in its chapters, skipped")
-
-    def dc(name: str) -> str:
-        try:
-            values = book.get_metadata("DC", name)
-        except Exception:
-            return ""
-        return _clean(values[0][0]) if values else ""
-
-    return Extracted(text=text, title=dc("title"), author=dc("creator"), date=_iso_date(dc("date")),
-                     sections=sections)
+    meta = book.metadata
+    return Extracted(text=text, title=meta.get("title", ""), author=meta.get("creator", ""),
+                     date=_iso_date(meta.get("date", "")), sections=sections)
 
 
-def _toc_titles(toc) -> dict[str, str]:
-    """File name -> the first table-of-contents title that points into it."""
-    from ebooklib import epub
+def _epub_book(z: zipfile.ZipFile, name: str) -> _EpubBook:
+    """container.xml -> the package file (OPF) -> its manifest, spine, Dublin Core and table of contents."""
+    container = _zip_xml(z, "META-INF/container.xml")
+    opf_path = next((r.get("full-path", "") for r in container.iter(f"{_CONTAINER_NS}rootfile")
+                     if r.get("media-type") == "application/oebps-package+xml" and r.get("full-path")), "")
+    if not opf_path:
+        raise _BadEpub("META-INF/container.xml names no package file")
+    opf = _zip_xml(z, opf_path)
+    opf_dir = posixpath.dirname(opf_path)
+    manifest, spine = opf.find(f"{_OPF_NS}manifest"), opf.find(f"{_OPF_NS}spine")
+    if manifest is None or spine is None:
+        raise _BadEpub(f"{opf_path} has no {'manifest' if manifest is None else 'spine'}")
+    items: dict[str, tuple[str, str, list[str]]] = {}  # id -> (zip path, media type, properties)
+    for item in manifest.iter(f"{_OPF_NS}item"):
+        href = item.get("href", "")
+        if item.get("id") and href:
+            items.setdefault(item.get("id", ""), (_epub_join(opf_dir, href), item.get("media-type", ""),
+                                                  item.get("properties", "").split()))
+    nav = next((p for p, _media, props in items.values() if "nav" in props), "")
+    documents = [items[ref.get("idref", "")][0] for ref in spine.iter(f"{_OPF_NS}itemref")
+                 if ref.get("idref", "") in items]
+    documents = [p for p in documents if p != nav]
+    _refuse_encrypted(z, set(documents), name)
+    metadata: dict[str, str] = {}
+    block = opf.find(f"{_OPF_NS}metadata")
+    for element in block if block is not None else []:
+        tag = element.tag if isinstance(element.tag, str) else ""
+        if tag.startswith(_DC_NS):
+            metadata.setdefault(tag[len(_DC_NS):], _clean(element.text))
+    toc = _nav_titles(_zip_read(z, nav), posixpath.dirname(nav)) if nav and nav in z.NameToInfo else {}
+    if not toc:  # EPUB 2, or a nav without a toc: the NCX the spine names, else the one in the manifest
+        ncx = items.get(spine.get("toc", ""), ("", "", []))[0] or next(
+            (p for p, media, _props in items.values() if media == "application/x-dtbncx+xml"), "")
+        if ncx and ncx in z.NameToInfo:
+            toc = _ncx_titles(_zip_xml(z, ncx), posixpath.dirname(ncx))
+    return _EpubBook(spine=documents, toc=toc, metadata=metadata)
 
+
+def _refuse_encrypted(z: zipfile.ZipFile, documents: set[str], name: str) -> None:
+    """DRM (Adobe ADEPT, Readium LCP, ...) lists each encrypted file in META-INF/encryption.xml."""
+    if "META-INF/encryption.xml" not in z.NameToInfo:
+        return
+    for data in _zip_xml(z, "META-INF/encryption.xml").iter(f"{_XMLENC_NS}EncryptedData"):
+        method = data.find(f"{_XMLENC_NS}EncryptionMethod")
+        if method is not None and method.get("Algorithm", "") in _FONT_OBFUSCATION:
+            continue
+        for ref in data.iter(f"{_XMLENC_NS}CipherReference"):
+            if _epub_join("", ref.get("URI", "").lstrip("/")) in documents:
+                raise UnreadableFile(f"{name}: the EPUB's chapters are encrypted (DRM) and cannot be read; use a "
+                                     "DRM-free copy, skipped")
+
+
+def _nav_titles(data: bytes, base: str) -> dict[str, str]:
+    """An EPUB 3 navigation document's `<nav epub:type="toc">`, read the way reading systems list it."""
+    import lxml.etree
+    import lxml.html
+
+    try:
+        root = lxml.html.document_fromstring(data, parser=lxml.html.HTMLParser(encoding="utf-8"))
+    except (lxml.etree.ParserError, ValueError):
+        return {}
+    navs = root.xpath("//nav[@*='toc']")
     out: dict[str, str] = {}
-    stack = list(toc)[::-1]
-    while stack:
-        entry = stack.pop()
-        if isinstance(entry, tuple) and len(entry) == 2:  # (Section, [children])
-            section, children = entry
-            stack.extend(list(children)[::-1])
-            entry = section
-        if isinstance(entry, (epub.Link, epub.Section)) and getattr(entry, "href", None):
-            out.setdefault(entry.href.split("#", 1)[0], _clean(entry.title))
+
+    def walk(ol) -> None:
+        for li in ol.findall("li") if ol is not None else []:
+            link, children = li.find("a"), li.find("ol")
+            if link is not None and link.get("href"):
+                title = li[0].text_content() if children is not None else link.text_content()
+                out.setdefault(_epub_join(base, link.get("href")), _clean(title))
+            walk(children)
+
+    if navs:
+        walk(navs[0].find("ol"))
     return out
+
+
+def _ncx_titles(ncx, base: str) -> dict[str, str]:
+    """An EPUB 2 NCX's navMap: each navPoint's label and where it points, in document order."""
+    out: dict[str, str] = {}
+    for point in ncx.iter(f"{_NCX_NS}navPoint"):
+        label, content = point.find(f"{_NCX_NS}navLabel/{_NCX_NS}text"), point.find(f"{_NCX_NS}content")
+        if content is not None and content.get("src"):
+            out.setdefault(_epub_join(base, content.get("src", "")), _clean(label.text if label is not None else ""))
+    return out
+
+
+def _epub_join(base: str, href: str) -> str:
+    """The zip path an href (relative to a file in `base`, URL-quoted, maybe with a #fragment) points to."""
+    from urllib.parse import unquote
+
+    return posixpath.normpath(posixpath.join(base, unquote(href.split("#", 1)[0])))
+
+
+def _zip_read(z: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return z.read(name)
+    except KeyError:
+        raise _BadEpub(f"{name} is missing") from None
+
+
+def _zip_xml(z: zipfile.ZipFile, name: str):
+    """A container, package, NCX or encryption file parsed leniently (as reading systems do), entities unresolved."""
+    import lxml.etree
+
+    parser = lxml.etree.XMLParser(recover=True, resolve_entities=False, no_network=True, huge_tree=False)
+    try:
+        root = lxml.etree.fromstring(_zip_read(z, name), parser=parser)
+    except lxml.etree.XMLSyntaxError:
+        root = None
+    if root is None:
+        raise _BadEpub(f"{name} is not XML")
+    return root
 
 
 def _xhtml_as_html(content: bytes) -> str:

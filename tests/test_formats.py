@@ -1,9 +1,11 @@
 """PDF, DOCX and EPUB ingest, and HTML visible text: files made in the test by the real writers (fpdf2,
-python-docx, ebooklib) and real pages from Debian's documentation (tests/data/html/)."""
+python-docx; an EPUB is a zip of XML files, written with zipfile) and real pages from Debian's documentation
+(tests/data/html/)."""
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import re
 import time
 import zipfile
@@ -105,27 +107,75 @@ def write_docx(path: Path, *, title: str = "Tide Memo", author: str = "Ben Rowe"
     return path
 
 
-def write_epub(path: Path) -> Path:
-    from ebooklib import epub
+TocEntry = tuple[str, str, list]  # (title, href from the package file's folder, child entries)
 
-    book = epub.EpubBook()
-    book.set_identifier("lantern-keeper-1")
-    book.set_title("The Lantern Keeper")
-    book.set_language("en")
-    book.add_author("Cora Vane")
-    book.add_metadata("DC", "date", "2021-09-14")
-    c1 = epub.EpubHtml(title="Chapter One: Fog", file_name="c1.xhtml", lang="en")
-    c1.content = ("<h1>Chapter One: Fog</h1><p>The lantern was lit at dusk by the old keeper.</p>"
-                  "<h2>The stairs</h2><p>There are ninety steps up the tower.</p>")
-    c2 = epub.EpubHtml(title="Chapter Two: Rocks", file_name="c2.xhtml", lang="en")
-    c2.content = "<h1>Chapter Two: Rocks</h1><p>The rocks below the tower were sharp and black.</p>"
-    book.add_item(c1)
-    book.add_item(c2)
-    book.toc = [epub.Link("c1.xhtml", "Chapter One: Fog", "c1"), epub.Link("c2.xhtml", "Chapter Two: Rocks", "c2")]
-    book.add_item(epub.EpubNcx())
-    book.add_item(epub.EpubNav())
-    book.spine = ["nav", c1, c2]
-    epub.write_epub(str(path), book)
+LANTERN = [  # (file name under OEBPS/text/, body)
+    ("c1.xhtml", "<h1>Chapter One: Fog</h1><p>The lantern was lit at dusk by the old keeper.</p>"
+                 '<h2 id="stairs">The stairs</h2><p>There are ninety steps up the tower.</p>'),
+    ("c2.xhtml", "<h1>Chapter Two: Rocks</h1><p>The rocks below the tower were sharp and black.</p>"),
+]
+LANTERN_TOC: list[TocEntry] = [("Chapter One: Fog", "text/c1.xhtml", [("The stairs", "text/c1.xhtml#stairs", [])]),
+                               ("Chapter Two: Rocks", "text/c2.xhtml", [])]
+
+
+def write_epub(path: Path, chapters: list[tuple[str, str]] = LANTERN, toc: list[TocEntry] = LANTERN_TOC, *,
+               version: int = 3, head: str = "", encryption: str = "") -> Path:
+    """A minimal valid EPUB written with zipfile: the mimetype first and stored, container.xml, the package file
+    with Dublin Core, and the chapters under OEBPS/text/. EPUB 3 has a navigation document (listed in the spine,
+    as many books do); EPUB 2 an NCX. `head` goes into every chapter's <head>; `encryption` is
+    META-INF/encryption.xml."""
+
+    def xhtml(body: str, extra_head: str = "") -> str:
+        return ('<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE html>\n<html xmlns="http://www.w3.org/1999/xhtml" '
+                'xmlns:epub="http://www.idpf.org/2007/ops" xml:lang="en" lang="en"><head>'
+                f"<title>The Lantern Keeper</title>{extra_head}</head><body>{body}</body></html>")
+
+    def nav_list(entries: list[TocEntry]) -> str:  # hrefs relative to nav.xhtml, which sits by the package file
+        return "<ol>" + "".join(f'<li><a href="{href}">{title}</a>{nav_list(kids) if kids else ""}</li>'
+                                for title, href, kids in entries) + "</ol>"
+
+    ids = itertools.count(1)
+
+    def nav_points(entries: list[TocEntry]) -> str:
+        return "".join(f'<navPoint id="p{next(ids)}"><navLabel><text>{title}</text></navLabel>'
+                       f'<content src="{href}"/>{nav_points(kids)}</navPoint>' for title, href, kids in entries)
+
+    manifest = "".join(f'<item id="ch{i}" href="text/{name}" media-type="application/xhtml+xml"/>'
+                       for i, (name, _) in enumerate(chapters))
+    spine = "".join(f'<itemref idref="ch{i}"/>' for i in range(len(chapters)))
+    if version == 3:
+        manifest += '<item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" properties="nav"/>'
+        spine = '<itemref idref="nav"/>' + spine
+        toc_attr, date = "", '<meta property="dcterms:modified">2021-09-14T00:00:00Z</meta>'
+    else:
+        manifest += '<item id="ncx" href="toc.ncx" media-type="application/x-dtbncx+xml"/>'
+        toc_attr, date = ' toc="ncx"', ""
+    opf = ('<?xml version="1.0" encoding="utf-8"?>\n<package xmlns="http://www.idpf.org/2007/opf" '
+           f'version="{version}.0" unique-identifier="uid"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/" '
+           'xmlns:opf="http://www.idpf.org/2007/opf"><dc:identifier id="uid">lantern-keeper-1</dc:identifier>'
+           '<dc:title>The Lantern Keeper</dc:title><dc:language>en</dc:language>'
+           f'<dc:creator opf:role="aut">Cora Vane</dc:creator><dc:date>2021-09-14</dc:date>{date}</metadata>'
+           f"<manifest>{manifest}</manifest><spine{toc_attr}>{spine}</spine></package>")
+    container = ('<?xml version="1.0" encoding="utf-8"?>\n<container version="1.0" '
+                 'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+                 '<rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/>'
+                 "</rootfiles></container>")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip", compress_type=zipfile.ZIP_STORED)
+        z.writestr("META-INF/container.xml", container)
+        if encryption:
+            z.writestr("META-INF/encryption.xml", encryption)
+        z.writestr("OEBPS/content.opf", opf)
+        if version == 3:
+            z.writestr("OEBPS/nav.xhtml", xhtml(f'<nav epub:type="toc" id="toc"><h1>Contents</h1>{nav_list(toc)}'
+                                                "</nav>"))
+        else:
+            z.writestr("OEBPS/toc.ncx", '<?xml version="1.0" encoding="utf-8"?>\n<ncx '
+                       'xmlns="http://www.daisy.org/z3986/2005/ncx/" version="2005-1"><head>'
+                       '<meta name="dtb:uid" content="lantern-keeper-1"/></head><docTitle><text>The Lantern Keeper'
+                       f"</text></docTitle><navMap>{nav_points(toc)}</navMap></ncx>")
+        for name, body in chapters:
+            z.writestr(f"OEBPS/text/{name}", xhtml(body, head))
     return path
 
 
@@ -235,6 +285,60 @@ def test_epub_chapters_dublin_core_and_no_navigation_text(tmp_path):
     _assert_exact(doc)
 
 
+def test_epub2_chapter_titles_come_from_the_ncx_before_the_first_heading(tmp_path):
+    chapters = [*LANTERN, ("c3.xhtml", "<p>The tide came in at six and covered the causeway.</p>")]
+    toc: list[TocEntry] = [("I. Fog", "text/c1.xhtml", [("The stairs", "text/c1.xhtml#stairs", [])]),
+                           ("Chapter Three: Tide", "text/c3.xhtml", [])]  # chapter two is not in the table
+    doc = load_document(write_epub(tmp_path / "lantern2.epub", chapters, toc, version=2))
+    assert (doc.title, doc.author, doc.date) == ("The Lantern Keeper", "Cora Vane", "2021-09-14")
+    assert doc.section_at(doc.text.index("lit at dusk")) == "I. Fog"  # the NCX names it, not its <h1>
+    assert doc.section_at(doc.text.index("ninety steps")) == "The stairs"
+    assert doc.section_at(doc.text.index("sharp and black")) == "Chapter Two: Rocks"  # its first heading
+    assert doc.section_at(doc.text.index("causeway")) == "Chapter Three: Tide"  # no heading: the NCX
+    assert [title for _, title in doc.sections] == ["I. Fog", "The stairs", "Chapter Two: Rocks",
+                                                    "Chapter Three: Tide"]
+    _assert_exact(doc)
+
+
+def test_epub_chapter_head_style_rules_hide_text(tmp_path):
+    head = "<style>.promo { display: none } p.faint { visibility: hidden }</style>"
+    chapters = [("c1.xhtml", '<h1>Chapter One: Fog</h1><p class="promo">Buy the sequel now.</p>'
+                             '<p>The lantern was lit at dusk.</p><p class="faint">Invisible ink.</p>')]
+    doc = load_document(write_epub(tmp_path / "styled.epub", chapters, LANTERN_TOC[:1], head=head))
+    assert "The lantern was lit at dusk." in doc.text
+    assert "sequel" not in doc.text and "Invisible" not in doc.text
+    assert "The Lantern Keeper" not in doc.text  # the chapter's <title> is not text
+
+
+_ENCRYPTION = ('<?xml version="1.0"?><encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" '
+               'xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData>'
+               '<enc:EncryptionMethod Algorithm="{algorithm}"/><enc:CipherData>'
+               '<enc:CipherReference URI="{uri}"/></enc:CipherData></enc:EncryptedData></encryption>')
+
+
+def test_epub_with_encrypted_chapters_is_refused_and_font_obfuscation_is_not(tmp_path):
+    drm = _ENCRYPTION.format(algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc", uri="OEBPS/text/c2.xhtml")
+    with pytest.raises(UnreadableFile, match="encrypted"):
+        load_document(write_epub(tmp_path / "locked.epub", encryption=drm))
+    fonts = _ENCRYPTION.format(algorithm="http://www.idpf.org/2008/embedding", uri="OEBPS/text/c2.xhtml")
+    assert "sharp and black" in load_document(write_epub(tmp_path / "fonts.epub", encryption=fonts)).text
+    images = _ENCRYPTION.format(algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc", uri="OEBPS/cover.jpg")
+    assert "sharp and black" in load_document(write_epub(tmp_path / "images.epub", encryption=images)).text
+
+
+def test_epub_with_a_missing_chapter_or_package_file_is_not_readable(tmp_path):
+    good = write_epub(tmp_path / "good.epub")
+    for drop, phrase in [("OEBPS/text/c2.xhtml", "OEBPS/text/c2.xhtml is missing"),
+                         ("OEBPS/content.opf", "OEBPS/content.opf is missing")]:
+        broken = tmp_path / "broken.epub"
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w") as dst:
+            for info in src.infolist():
+                if info.filename != drop:
+                    dst.writestr(info, src.read(info))
+        with pytest.raises(UnreadableFile, match=f"not a readable EPUB \\({phrase}\\)"):
+            load_document(broken)
+
+
 def test_stored_chunks_and_sentences_are_exact_and_carry_page_and_section(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -278,6 +382,8 @@ def _bad_files(folder: Path, tmp_path: Path) -> dict[str, str]:
     with zipfile.ZipFile(folder / "emptyzip.docx", "w") as z:
         z.writestr("hello.txt", "not a word document")
     (folder / "truncated.epub").write_bytes(good_epub[: len(good_epub) // 2])
+    write_epub(folder / "locked.epub", encryption=_ENCRYPTION.format(
+        algorithm="http://www.w3.org/2001/04/xmlenc#aes256-cbc", uri="OEBPS/text/c1.xhtml"))
     with zipfile.ZipFile(folder / "nocontainer.epub", "w") as z:
         z.writestr("mimetype", "application/epub+zip")
     (folder / "binary.html").write_bytes(b"\x00\x01<html>\x02")
@@ -286,8 +392,8 @@ def _bad_files(folder: Path, tmp_path: Path) -> dict[str, str]:
     return {"scanned.pdf": "no text layer", "locked.pdf": "encrypted", "truncated.pdf": "truncated or damaged",
             "notapdf.pdf": "not a readable PDF", "truncated.docx": "truncated or damaged",
             "emptyzip.docx": "not a readable Word", "truncated.epub": "truncated or damaged",
-            "nocontainer.epub": "not a readable EPUB", "binary.html": "binary", "cut.txt": "not UTF-8",
-            "deep.html": "nests more than"}
+            "nocontainer.epub": "not a readable EPUB", "locked.epub": "encrypted", "binary.html": "binary",
+            "cut.txt": "not UTF-8", "deep.html": "nests more than"}
 
 
 def test_each_bad_file_is_one_clear_line_and_the_rest_is_ingested(tmp_path):
