@@ -14,7 +14,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from ingest.embed import get_embedder
 from ingest.errors import SetupError, UserError
@@ -189,8 +189,35 @@ class Pipeline:
         user += f"Question: {question}"
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
-    def stream(self, question: str, history: list[Message] | None = None) -> Iterator[str | Answer]:
-        """Text deltas as the model writes them, then the verified `Answer` (whose text may differ: repaired)."""
+    def fit(self, llm: LLM, question: str, sources: list[Source],
+            history: list[Message] | None) -> tuple[list[Message], list[Source], int]:
+        """The messages for as many of the best sources as the model's context holds with room for its answer:
+        (messages, the sources in them, prompt tokens). A question too long for any of it is a UserError."""
+        room = self.settings.n_ctx - self.settings.max_tokens
+        kept = list(sources)
+        while True:
+            messages = self.messages(question, kept, history)
+            tokens = llm.prompt_tokens(messages)
+            if tokens <= room:
+                return messages, kept, tokens
+            if len(kept) > 1:
+                kept.pop()  # sources are numbered best first: the last is the least relevant
+            elif history:
+                history = None
+            else:
+                break
+        rest = llm.prompt_tokens(self.messages("", kept, None))
+        keep_chars = max(0, int(len(question) * (room - rest) / max(1, tokens - rest)))
+        raise UserError(f"the question is too long for the model ({tokens - rest:,} tokens; with the instructions, "
+                        f"a source and room for the answer it can read {room - rest:,}): shorten it to under about "
+                        f"{keep_chars:,} characters")
+
+    def stream(self, question: str, history: list[Message] | None = None, *,
+               cancel: threading.Event | None = None) -> Iterator[str | Answer]:
+        """Text deltas as the model writes them, then the verified `Answer` (whose text may differ: repaired).
+
+        Once `cancel` is set (the reader went away), it stops: no model call, or no more tokens, and no Answer.
+        """
         s = self.settings
         t0 = time.perf_counter()
         question = clean_question(question, s.max_question_chars)
@@ -201,15 +228,20 @@ class Pipeline:
             yield self._abstain(question, retrieval, timings, t0, prompt_tokens=0)
             return
 
+        if cancel is not None and cancel.is_set():
+            return
         llm = self.llm()
-        messages = self.messages(question, retrieval.sources, history)
-        prompt_tokens = llm.prompt_tokens(messages)
+        messages, kept, prompt_tokens = self.fit(llm, question, retrieval.sources, history)
+        retrieval = replace(retrieval, sources=kept)
         parts: list[str] = []
-        for delta in llm.stream(messages, max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed):
+        more = {"cancel": cancel} if cancel is not None else {}  # an LLM written to the older interface takes none
+        for delta in llm.stream(messages, max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed, **more):
             if not parts:
                 timings["first_token"] = time.perf_counter() - t0
             parts.append(delta)
             yield delta
+        if cancel is not None and cancel.is_set():
+            return
         t_generated = time.perf_counter()
         timings["generate"] = t_generated - t_retrieved
         raw = "".join(parts).strip()
