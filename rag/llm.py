@@ -227,6 +227,9 @@ class OllamaLLM:
         except ResponseError as e:
             hint = f"run `ollama pull {self.name.split(':', 1)[1]}`" if e.status_code == 404 else "check the server"
             raise SetupError(f"Ollama at {self.host} answered {e.status_code}: {e.error}: {hint}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as e:  # a bad address (ftp://, bad port), a proxy, a write error
+            raise SetupError(f"cannot talk to Ollama at {self.host} ({e.__class__.__name__}: {e}): check OLLAMA_HOST "
+                             "(http://HOST:PORT) and the server") from None
 
 
 def _acquire(lock: threading.Lock, cancel: threading.Event | None) -> bool:

@@ -102,9 +102,9 @@ def test_follow_up_passes_the_earlier_turns_as_history(settings, monkeypatch):
     seen = []
     real_stream = pipe.stream
 
-    def spy(question, history=None):
+    def spy(question, history=None, **options):
         seen.append(history)
-        return real_stream(question, history)
+        return real_stream(question, history, **options)
 
     monkeypatch.setattr(pipe, "stream", spy)
     first = run(settings, QUESTION)[-1]
@@ -182,7 +182,7 @@ def test_model_unavailable_is_a_message_not_a_traceback(tmp_path):
 def test_backend_failure_mid_answer_restores_the_chat(settings, monkeypatch):
     pipe = pipeline(settings)
 
-    def failing(question, history=None):
+    def failing(question, history=None, cancel=None):
         yield "Partial"
         raise SetupError("cannot reach Ollama at http://127.0.0.1:11434: start it with `ollama serve`")
 
@@ -191,7 +191,7 @@ def test_backend_failure_mid_answer_restores_the_chat(settings, monkeypatch):
     assert "Partial" in views[-2].chat[-1]["content"]
     assert views[-1].chat == [] and "ollama serve" in views[-1].status and 'role="alert"' in views[-1].status
 
-    def crashing(question, history=None):
+    def crashing(question, history=None, cancel=None):
         raise KeyError("internal detail")
         yield  # a generator, like the real one
 
@@ -294,3 +294,33 @@ def test_building_the_app_does_no_work(settings, tmp_path):
     demo = build_app(settings)
     assert demo.__class__.__name__ == "Blocks"
     assert not (tmp_path / "store").exists(), "building the page must not open the store"
+
+
+def test_a_huge_citation_ref_is_a_message_not_an_exception(settings):
+    turns = run(settings, QUESTION)[-1].turns
+    for ref in ("#cite-0-" + "9" * 5000, "#src-" + "1" * 4400 + "-1", "#cite-99999999999-1"):
+        shown = handlers.show_passage(settings, turns, ref)
+        assert 'role="alert"' in shown and "earlier conversation" in shown
+    assert "<mark>" in handlers.show_passage(settings, turns, "#cite-0-1"), "an ordinary ref still opens"
+
+
+def test_store_errors_are_messages_in_the_page(settings, monkeypatch):
+    from chromadb.errors import InvalidArgumentError, NotFoundError
+
+    turns = run(settings, QUESTION)[-1].turns
+    pipe = pipeline(settings)
+
+    def gone(*args, **kwargs):
+        raise NotFoundError("Collection [docs_fake] does not exist")
+
+    monkeypatch.setattr(pipe, "documents", gone)
+    for shown in (handlers.show_passage(settings, turns, "#cite-0-1"), handlers.corpus_html(settings)):
+        assert 'role="alert"' in shown and "NotFoundError" in shown and "server log" in shown
+        assert "docs_fake" not in shown, "details stay in the log"
+
+    def wrong_dimension(*args, **kwargs):
+        raise InvalidArgumentError("Collection expecting embedding with dimension of 3, got 1024")
+
+    monkeypatch.setattr(pipe, "retrieve", wrong_dimension)
+    final = run(settings, QUESTION)[-1]
+    assert 'role="alert"' in final.status and "InvalidArgumentError" in final.status and final.turns is None
