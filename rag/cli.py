@@ -143,17 +143,22 @@ def ask(question: str, corpus, store, llm, top_k, as_json: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
 @click.option("--port", default=7860, show_default=True, type=int)
-@click.option("--share", is_flag=True, help="also open a public Gradio share link")
+@click.option("--share", is_flag=True, help="also open a public Gradio share link (needs a login)")
+@click.option("--auth-file", type=click.Path(path_type=Path), help="logins, one user:password a line [or RAG_UI_AUTH]")
+@click.option("--no-auth", is_flag=True, help="serve beyond loopback without a login (anyone can ask and re-ingest)")
 @click.option("--corpus", type=click.Path(path_type=Path))
 @_store_opt
 @_llm_opt
-def ui(host: str, port: int, share: bool, corpus, store, llm) -> None:
-    """Start the chat web UI (loopback only unless --host says otherwise)."""
+def ui(host: str, port: int, share: bool, auth_file: Path | None, no_auth: bool, corpus, store, llm) -> None:
+    """Start the chat web UI (loopback only unless --host says otherwise; beyond it, a login is required)."""
     try:
-        from ui.app import launch
+        from ui.app import check_exposure, launch, load_auth
     except ImportError as e:
         raise RagError(f"the UI is not available ({e}): pip install -e .") from None
-    launch(_settings(corpus=corpus, store=store, llm=llm), host=host, port=port, share=share)
+    auth = load_auth(os.environ.get("RAG_UI_AUTH"), auth_file)
+    check_exposure(host, share, auth, open_access=no_auth)  # before the corpus is synced
+    launch(_settings(corpus=corpus, store=store, llm=llm), host=host, port=port, share=share, auth=auth,
+           open_access=no_auth)
 
 
 # `rag eval --help` and `rag bench --help` reach the sub-tool's own argument parser.

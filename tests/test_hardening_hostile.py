@@ -16,7 +16,7 @@ import pytest
 
 from ingest import ChunkStore, FakeEmbedder, sync
 from ingest.loaders import find_files
-from rag import Pipeline, Settings
+from rag import Pipeline, Settings, UserError
 from rag.answer import SYSTEM_PROMPT
 from rag.llm import FakeLLM
 from rag.retrieve import Source
@@ -414,3 +414,130 @@ def test_the_ui_serves_no_file_from_the_disk_by_any_route(served):
                 or response.status not in (403, 404)):
             served_files.append((path, response.status, body[:80]))
     assert served_files == []
+
+
+# --- the UI beyond loopback -----------------------------------------------------------------------------------------
+def test_the_ui_refuses_to_leave_loopback_without_a_login(settings, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import ui.app
+    from rag.cli import main
+    from ui.app import check_exposure, load_auth
+
+    served = []
+    monkeypatch.setattr(ui.app, "launch", lambda *a, **k: served.append(k))
+    monkeypatch.delenv("RAG_UI_AUTH", raising=False)
+    env = {"RAG_CORPUS": str(settings.corpus), "RAG_STORE": settings.store, "RAG_HOME": str(settings.home),
+           "RAG_LLM": "fake", "RAG_EMBEDDER": "fake"}
+    runner = CliRunner()
+    for args in (["ui", "--host", "0.0.0.0"], ["ui", "--host", "192.168.1.5"], ["ui", "--host", "my-box"],
+                 ["ui", "--share"], ["ui", "--host", "::"]):
+        result = runner.invoke(main, args, env=env)
+        assert result.exit_code == 1, (args, result.output)
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith("error: refusing to serve the UI") and "RAG_UI_AUTH" in line and "--no-auth" in line
+    assert served == [], "nothing may be served, nor the corpus synced, before the check"
+
+    logins = tmp_path / "logins"
+    logins.write_text("# the newsroom\nalice:s3cret:with:colons\n\nbob:hunter2\n", encoding="utf-8")
+    ok = runner.invoke(main, ["ui", "--host", "0.0.0.0", "--auth-file", str(logins)], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert served[-1]["auth"] == [("alice", "s3cret:with:colons"), ("bob", "hunter2")]
+    ok = runner.invoke(main, ["ui", "--share"], env={**env, "RAG_UI_AUTH": "carol:pw"})
+    assert ok.exit_code == 0 and served[-1]["auth"] == [("carol", "pw")] and served[-1]["share"]
+    ok = runner.invoke(main, ["ui", "--host", "0.0.0.0", "--no-auth"], env=env)
+    assert ok.exit_code == 0 and served[-1]["open_access"] and not served[-1]["auth"]
+    for loopback in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        check_exposure(loopback, False, None)  # no login needed on this machine
+
+    for bad in ("nopassword", ":pw", "user:"):
+        with pytest.raises(UserError, match="RAG_UI_AUTH is not a login: write it as user:password"):
+            load_auth(bad)
+    (tmp_path / "empty").write_text("# nobody\n")
+    with pytest.raises(UserError, match="has no login"):
+        load_auth(None, tmp_path / "empty")
+    with pytest.raises(UserError, match="cannot read the auth file"):
+        load_auth(None, tmp_path / "missing")
+
+
+@pytest.fixture(scope="module")
+def served_with_login(tmp_path_factory):
+    """The real app on a loopback port (fakes), with a login and a small upload cap."""
+    import ui.app
+    from ui.app import launch
+
+    root = tmp_path_factory.mktemp("login")
+    shutil.copytree(CORPUS, root / "corpus")
+    settings = Settings(corpus=root / "corpus", store=str(root / "store"), home=root / "home", llm="fake",
+                        embedder="fake")
+    port = free_port()
+    default_cap = ui.app.MAX_FILE_SIZE
+    ui.app.MAX_FILE_SIZE = "1kb"
+    try:
+        demo = launch(settings, port=port, block=False, auth=[("alice", "s3cret")])
+    finally:
+        ui.app.MAX_FILE_SIZE = default_cap
+    yield f"http://127.0.0.1:{port}", demo
+    demo.close()
+
+
+def _http(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response, data
+
+
+def test_with_a_login_nothing_answers_until_logged_in(served_with_login):
+    from gradio_client import Client
+
+    url, demo = served_with_login
+    for path in ("/config", "/gradio_api/info"):
+        response, _ = _http(url + path)
+        assert response.status == 401, path
+    join = b'{"data": ["How far did bitcoin fall?", []], "fn_index": 0, "session_hash": "x"}'
+    response, _ = _http(url + "/gradio_api/queue/join", "POST", join, {"Content-Type": "application/json"})
+    assert response.status == 401, "a question (or a re-ingest) can be queued without logging in"
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response, _ = _http(url + "/login", "POST", b"username=alice&password=wrong", form)
+    assert response.status == 400
+    response, _ = _http(url + "/login", "POST", b"username=alice&password=s3cret", form)
+    assert response.status == 200
+    cookies = "; ".join(c.split(";")[0] for c in response.headers.get_all("set-cookie"))
+    response, _ = _http(url + "/config", headers={"Cookie": cookies})
+    assert response.status == 200
+
+    with pytest.raises(Exception):  # noqa: B017  # gradio_client raises its own error types for a 401
+        Client(url, verbose=False)
+    client = Client(url, auth=("alice", "s3cret"), verbose=False)
+    assert client.view_api(print_info=False, return_format="dict")["named_endpoints"] is not None
+    client.close()
+
+
+def test_uploads_are_capped(served_with_login):
+    url, demo = served_with_login
+    assert demo.max_file_size == 1024, "the cap reaches Gradio"
+    from ui.app import MAX_FILE_SIZE
+
+    assert MAX_FILE_SIZE == "50mb"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    response, _ = _http(url + "/login", "POST", b"username=alice&password=s3cret", form)
+    cookies = "; ".join(c.split(";")[0] for c in response.headers.get_all("set-cookie"))
+    boundary = "rag-test-boundary"
+
+    def upload(size: int):
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"f.txt\"\r\n"
+                f"Content-Type: text/plain\r\n\r\n").encode() + b"x" * size + f"\r\n--{boundary}--\r\n".encode()
+        return _http(url + "/gradio_api/upload", "POST", body,
+                     {"Content-Type": f"multipart/form-data; boundary={boundary}", "Cookie": cookies})
+
+    response, data = upload(10_000)
+    assert response.status == 413, (response.status, data[:200])
+    response, data = upload(500)
+    assert response.status == 200, "under the cap an upload goes through: the 413 above was the cap"

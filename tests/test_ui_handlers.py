@@ -5,11 +5,13 @@ from __future__ import annotations
 import html
 import re
 import threading
+import time
 from html.parser import HTMLParser
 
 import pytest
 
 from rag import NOT_FOUND, Answer, Citation, Sentence, Settings, SetupError, pipeline
+from rag.llm import FakeLLM
 from rag.settings import BUNDLED_CORPUS
 from ui import handlers
 
@@ -324,3 +326,83 @@ def test_store_errors_are_messages_in_the_page(settings, monkeypatch):
     monkeypatch.setattr(pipe, "retrieve", wrong_dimension)
     final = run(settings, QUESTION)[-1]
     assert 'role="alert"' in final.status and "InvalidArgumentError" in final.status and final.turns is None
+
+
+class _Counting(FakeLLM):
+    def __init__(self):
+        self.calls = 0
+        self.words = 0
+
+    def stream(self, messages, **kwargs):
+        self.calls += 1
+        for word in super().stream(messages, **kwargs):
+            self.words += 1
+            yield word
+
+
+def test_a_closed_tab_makes_no_model_call(settings, monkeypatch):
+    # Retrieval is slow here; the tab goes away while it runs. The worker must not go on to prompt the model.
+    pipe = pipeline(settings)
+    llm = _Counting()
+    monkeypatch.setattr(pipe, "llm", lambda: llm)
+    real_retrieve = pipe.retrieve
+    retrieving = threading.Event()
+
+    def slow_retrieve(*args, **kwargs):
+        retrieving.set()
+        time.sleep(1.0)
+        return real_retrieve(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, "retrieve", slow_retrieve)
+    page = handlers.ask(settings, QUESTION, [])
+    first = next(page)  # "Reading the articles…", before any token
+    assert "rag-waiting" in first.status and retrieving.wait(5)
+    page.close()  # what Gradio does when the tab is closed
+    time.sleep(2.0)
+    assert llm.calls == 0 and llm.words == 0
+    assert handlers._line.size() == 0
+
+    # The same page left open gets its answer.
+    assert run(settings, QUESTION)[-1].turns and llm.calls == 1
+
+
+def test_a_closed_tab_stops_generating(settings, monkeypatch):
+    pipe = pipeline(settings)
+    llm = _Counting()
+    monkeypatch.setattr(pipe, "llm", lambda: llm)
+    slow = FakeLLM.stream
+
+    def one_word_a_tenth(self, messages, **kwargs):
+        for word in slow(self, messages, **kwargs):
+            time.sleep(0.1)
+            yield word
+
+    monkeypatch.setattr(FakeLLM, "stream", one_word_a_tenth)
+    page = handlers.ask(settings, QUESTION, [])
+    while "rag-draft" not in str(next(page).chat):
+        pass
+    page.close()
+    time.sleep(1.0)
+    written = llm.words
+    time.sleep(1.0)
+    assert llm.words == written and written < 5, "the model went on writing for a closed tab"
+
+
+@pytest.mark.slow
+def test_a_closed_tab_stops_waiting_for_the_real_model(tmp_path, monkeypatch):
+    # Another request holds llama.cpp; this tab closes while it waits. Once the model is free, it must not run.
+    s = Settings(corpus=BUNDLED_CORPUS, store=str(tmp_path / "store"), llm="llamacpp:default")
+    pipe = pipeline(s)
+    pipe.ingest()
+    llm = pipe.llm()
+    calls = []
+    real = llm.llama.create_completion
+    monkeypatch.setattr(llm.llama, "create_completion", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with llm.lock:  # the request ahead of this one
+        page = handlers.ask(s, QUESTION, [])
+        assert "rag-waiting" in next(page).status
+        time.sleep(1.5)  # retrieval done; the worker waits for the model
+        page.close()
+    time.sleep(2.0)
+    assert calls == [], "the closed tab's worker prompted the model"
+    assert run(s, QUESTION)[-1].turns and calls == [1], "an open tab is answered"

@@ -322,7 +322,6 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
             target=_pump, args=(pipe.stream(question, history(turns), cancel=stop), items, stop), daemon=True,
             name="rag-ask",
         ).start()
-        status = ""
         try:
             while True:
                 try:
@@ -347,9 +346,10 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
                     if lock is not None and lock.locked() and n
                     else "Reading the articles…"
                 )
-                if now != status:
-                    status = now
-                    yield pending("", now)
+                # Yielded at every poll, changed or not: Gradio can close this generator only between yields, so a
+                # tab that went away is noticed within POLL_SECONDS, not at the first token (Gradio sends only what
+                # changed between two views, here nothing).
+                yield pending("", now)
         finally:
             # Also when Gradio closes this generator because the tab went away: the worker then makes no model
             # call, stops waiting for the model's lock, or stops generating at the next token.
