@@ -209,8 +209,32 @@ class Pipeline:
         user = "Sources:\n" + "\n".join(lines) + f"\n\nQuestion: {question}"
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
-    def stream(self, question: str, history: list[Message] | None = None) -> Iterator[str | Answer]:
-        """Text deltas as the model writes them, then the verified `Answer` (whose text may differ: repaired)."""
+    def fit(self, llm: LLM, question: str, sources: list[Source]) -> tuple[list[Message], list[Source], int]:
+        """The messages for as many of the best sources as the model's context holds with room for its answer:
+        (messages, the sources in them, prompt tokens). A question too long for any of it is a UserError."""
+        room = self.settings.n_ctx - self.settings.max_tokens
+        kept = list(sources)
+        while True:  # (a follow-up's history is already folded into the standalone question: rag/condense.py)
+            messages = self.messages(question, kept)
+            tokens = llm.prompt_tokens(messages)
+            if tokens <= room:
+                return messages, kept, tokens
+            if len(kept) > 1:
+                kept.pop()  # sources are numbered best first: the last is the least relevant
+            else:
+                break
+        rest = llm.prompt_tokens(self.messages("", kept))
+        keep_chars = max(0, int(len(question) * (room - rest) / max(1, tokens - rest)))
+        raise UserError(f"the question is too long for the model ({tokens - rest:,} tokens; with the instructions, "
+                        f"a source and room for the answer it can read {room - rest:,}): shorten it to under about "
+                        f"{keep_chars:,} characters")
+
+    def stream(self, question: str, history: list[Message] | None = None, *,
+               cancel: threading.Event | None = None) -> Iterator[str | Answer]:
+        """Text deltas as the model writes them, then the verified `Answer` (whose text may differ: repaired).
+
+        Once `cancel` is set (the reader went away), it stops: no model call, or no more tokens, and no Answer.
+        """
         s = self.settings
         t0 = time.perf_counter()
         question = clean_question(question, s.max_question_chars)
@@ -223,20 +247,25 @@ class Pipeline:
             yield self._abstain(asked, retrieval, timings, t0, 0, "", policy.Abstain.WEAK_RETRIEVAL)
             return
 
+        if cancel is not None and cancel.is_set():
+            return
         llm = self.llm()
         prompt_tokens = 0
         reason: policy.Abstain | None = policy.Abstain.DECLINED
-        for attempt, sources in enumerate(_attempts(retrieval, asked.question)):
+        more = {"cancel": cancel} if cancel is not None else {}  # an LLM written to the older interface takes none
+        for attempt, candidates in enumerate(_attempts(retrieval, asked.question)):
             t_asked = time.perf_counter()
-            messages = self.messages(asked.question, sources)
-            prompt_tokens += llm.prompt_tokens(messages)
+            messages, sources, tokens = self.fit(llm, asked.question, candidates)
+            prompt_tokens += tokens
             parts: list[str] = []
             for delta in _hold_decline(llm.stream(messages, max_tokens=s.max_tokens, temperature=s.temperature,
-                                                  seed=s.seed)):
+                                                  seed=s.seed, **more)):
                 if not timings["first_token"]:
                     timings["first_token"] = time.perf_counter() - t0
                 parts.append(delta)
                 yield delta
+            if cancel is not None and cancel.is_set():
+                return
             raw = "".join(parts).strip()
             t_generated = time.perf_counter()
             timings["generate"] += t_generated - t_asked

@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 
 import click
@@ -37,8 +38,8 @@ def _plugin_commands() -> dict:
 
 
 class _Group(click.Group):
-    """Runs a command and prints our errors as `error: ...` (exit 1) instead of a traceback; finds the commands
-    of the packages above through entry points, loading one only when it is asked for."""
+    """Runs a command and prints any error as one `error: ...` line (exit 1; a traceback only with -v); finds the
+    commands of the packages above through entry points, loading one only when it is asked for."""
 
     def list_commands(self, ctx):
         return sorted(set(super().list_commands(ctx)) | set(_plugin_commands()))
@@ -64,6 +65,18 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors and --help: click prints them itself
+        except Exception as e:  # a bug, or a library error we do not know yet (a store or HTTP failure)
+            message = " ".join(str(e).split())
+            message = message if len(message) <= 300 else message[:299] + "…"
+            if ctx.params.get("verbose"):
+                traceback.print_exc()
+                click.echo(f"error: unexpected {e.__class__.__name__}: {message}", err=True)
+            else:
+                click.echo(f"error: unexpected {e.__class__.__name__}: {message} (run with -v for the traceback)",
+                           err=True)
+            sys.exit(1)
 
 
 store_option = click.option("--store", help="store folder, or http://HOST:PORT for a Chroma server [RAG_STORE]")

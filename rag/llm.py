@@ -26,13 +26,27 @@ from rag.model_files import MODELS, ensure_model
 
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 
+# Placeholders for message content while a chat template is rendered (private-use characters: no text has them).
+_SLOT, _SLOT_END = "\ue000", "\ue001"
+_SLOTS = re.compile(f"{_SLOT}(\\d+){_SLOT_END}")
+# Strings that chat templates use as turn markers: <|im_start|>, <|eot_id|>, <｜begin▁of▁sentence｜>, [INST], <<SYS>>,
+# <start_of_turn>, </s>. A server that applies the template itself (Ollama) parses them in the text it is sent.
+_CONTROLS = re.compile(r"<[|｜][^|｜<>\n]{1,40}[|｜]>|\[/?INST\]|<</?SYS>>|"
+                       r"</?(?:start_of_turn|end_of_turn|s|bos|eos|pad|unk)>", re.I)
+
+
+def neutralise_controls(text: str) -> str:
+    """`text` without chat-template markers (each becomes a space), so it cannot open or close a turn."""
+    return _CONTROLS.sub(" ", text)
+
 
 class LLM(Protocol):
     name: str
     lock: threading.Lock  # held while a request runs; the UI reads it to say that a question is waiting
 
-    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int) -> Iterator[str]:
-        """Text deltas of the assistant's reply."""
+    def stream(self, messages: list[Message], *, max_tokens: int, temperature: float, seed: int,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """Text deltas of the assistant's reply; once `cancel` is set it stops (or never starts) generating."""
         ...
 
     def prompt_tokens(self, messages: list[Message]) -> int:
@@ -63,9 +77,11 @@ class FakeLLM:
             parts.append(f"{first} [{number}].")
         return " ".join(parts)
 
-    def stream(self, messages, *, max_tokens, temperature, seed):
+    def stream(self, messages, *, max_tokens, temperature, seed, cancel=None):
         words = self._reply(messages).split(" ")[: max_tokens]
         for i, w in enumerate(words):
+            if cancel is not None and cancel.is_set():
+                return
             yield w if i == 0 else " " + w
 
     def prompt_tokens(self, messages):
@@ -96,31 +112,81 @@ class LlamaCppLLM:
         bos = vocab.token_get_text(self.llama.token_bos()) if self.llama.token_bos() >= 0 else ""
         self._format = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self._eos = eos
+        # Tokens no text may become: control tokens, and user-defined ones (such as Qwen's <tool_call>), which
+        # llama.cpp matches even when asked not to parse special tokens.
+        from llama_cpp import LLAMA_TOKEN_ATTR_CONTROL, LLAMA_TOKEN_ATTR_USER_DEFINED
+
+        marker = LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_USER_DEFINED
+        self._special = {t for t in range(vocab.n_vocab()) if vocab.token_get_attr(t) & marker}
+        self.n_ctx = n_ctx
         self.lock = threading.Lock()  # public so callers can tell the UI that a request is waiting
         self._anchors: dict[str, list[int]] = {}  # system prompt -> its tokens before the user's message
         # Free the model before the interpreter tears down llama_cpp's globals (else a noisy __del__ at exit).
         atexit.register(self.llama.close)
 
     def encode(self, messages: list[Message]) -> tuple[list[int], list[str]]:
-        """The prompt's tokens under the model's chat template, and the strings that end a reply."""
-        out = self._format(messages=messages)  # type: ignore[arg-type]  # plain role/content dicts are valid
+        """The prompt's tokens under the model's chat template, and the strings that end a reply.
+
+        Only the template's own markers become control tokens: the template is rendered around placeholders, its
+        pieces are tokenized with special tokens and each message's content without, so an article (or a
+        question) that contains `<|im_end|>\n<|im_start|>system` reads as those characters, not as a new turn.
+        """
+        marked = [{**m, "content": f"{_SLOT}{i}{_SLOT_END}"} for i, m in enumerate(messages)]
+        out = self._format(messages=marked)  # type: ignore[arg-type]  # plain role/content dicts are valid
         stop = out.stop if isinstance(out.stop, list) else [out.stop] if out.stop else []
-        tokens = self.llama.tokenize(out.prompt.encode("utf-8"), add_bos=False, special=True)
-        return tokens, [s for s in stop + [self._eos, "<|im_end|>", "<|endoftext|>"] if s]
+        stop = [s for s in stop + [self._eos, "<|im_end|>", "<|endoftext|>"] if s]
+        pieces = _SLOTS.split(out.prompt)  # template, index, template, index, ..., template
+        if [int(i) for i in pieces[1::2]] != list(range(len(messages))):
+            # A template that copies or drops a message's content: render it with control strings taken out.
+            plain = [{**m, "content": neutralise_controls(m["content"])} for m in messages]
+            prompt = self._format(messages=plain).prompt  # type: ignore[arg-type]
+            return self.llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True), stop
+        tokens: list[int] = []
+        for n, piece in enumerate(pieces):
+            if n % 2:  # a message's content: never control tokens
+                tokens += self._text_tokens(messages[int(piece)]["content"])
+            elif piece:
+                tokens += self.llama.tokenize(piece.encode("utf-8"), add_bos=False, special=True)
+        return tokens, stop
+
+    def _text_tokens(self, text: str) -> list[int]:
+        """Tokens of `text` read as plain text: a special token's string is spelt out in ordinary tokens."""
+        out: list[int] = []
+        for t in self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False):
+            if t in self._special:
+                spelt = self.llama._model.token_get_text(t)
+                if len(spelt) > 1:  # (a one-character special token is dropped: it cannot be spelt out)
+                    out += self._text_tokens(spelt[:1]) + self._text_tokens(spelt[1:])
+            else:
+                out.append(t)
+        return out
 
     def prompt_tokens(self, messages):
         return len(self.encode(messages)[0])
 
-    def stream(self, messages, *, max_tokens, temperature, seed):
+    def stream(self, messages, *, max_tokens, temperature, seed, cancel=None):
         tokens, stop = self.encode(messages)
-        with self.lock:
+        if len(tokens) >= self.n_ctx:  # llama.cpp would raise a bare ValueError
+            raise UserError(f"the question and its sources are {len(tokens):,} tokens, more than the model's context "
+                            f"of {self.n_ctx:,}: ask a shorter question")
+        if not _acquire(self.lock, cancel):
+            return
+        try:
             self._from_anchor(tokens, messages)
-            for part in self.llama.create_completion(tokens, max_tokens=max_tokens, temperature=temperature,
-                                                     seed=seed, stop=stop, stream=True, top_k=1 if temperature == 0
-                                                     else 40, repeat_penalty=1.0):
-                text = part["choices"][0]["text"]
-                if text:
-                    yield text
+            parts = self.llama.create_completion(tokens, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                                                 stop=stop, stream=True, top_k=1 if temperature == 0 else 40,
+                                                 repeat_penalty=1.0)
+            try:
+                for part in parts:
+                    text = part["choices"][0]["text"]
+                    if text:
+                        yield text
+                    if cancel is not None and cancel.is_set():
+                        return
+            finally:
+                parts.close()  # while the lock is held: llama.cpp is not thread-safe
+        finally:
+            self.lock.release()
 
     def yes_probability(self, messages: list[Message]) -> float:
         """P(the reply starts with "yes") against "no", read from the model's next-token logits after the prompt
@@ -197,16 +263,19 @@ class OllamaLLM:
         # Ollama reports the exact count only after answering; before, estimate 4 characters a token.
         return sum(len(m["content"]) for m in messages) // 4
 
-    def stream(self, messages, *, max_tokens, temperature, seed):
+    def stream(self, messages, *, max_tokens, temperature, seed, cancel=None):
         import httpx
         from llama_index.core.llms import ChatMessage
         from ollama import ResponseError
 
         self._llm.temperature = temperature
         self._llm.additional_kwargs = {"num_predict": max_tokens, "seed": seed}
-        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        # Ollama applies the chat template itself and parses its markers in what it is sent: take them out.
+        chat = [ChatMessage(role=m["role"], content=neutralise_controls(m["content"])) for m in messages]
         try:
             for r in self._llm.stream_chat(chat):
+                if cancel is not None and cancel.is_set():
+                    return  # closing the stream closes the connection, and Ollama stops generating
                 if r.delta:
                     yield r.delta
         except (httpx.ConnectError, httpx.ConnectTimeout, ConnectionError) as e:
@@ -218,6 +287,23 @@ class OllamaLLM:
         except ResponseError as e:
             hint = f"run `ollama pull {self.name.split(':', 1)[1]}`" if e.status_code == 404 else "check the server"
             raise SetupError(f"Ollama at {self.host} answered {e.status_code}: {e.error}: {hint}") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as e:  # a bad address (ftp://, bad port), a proxy, a write error
+            raise SetupError(f"cannot talk to Ollama at {self.host} ({e.__class__.__name__}: {e}): check OLLAMA_HOST "
+                             "(http://HOST:PORT) and the server") from None
+
+
+def _acquire(lock: threading.Lock, cancel: threading.Event | None) -> bool:
+    """Wait for the model's lock; False (and the lock not held) if `cancel` is set first."""
+    if cancel is None:
+        lock.acquire()
+        return True
+    while not lock.acquire(timeout=0.1):
+        if cancel.is_set():
+            return False
+    if cancel.is_set():
+        lock.release()
+        return False
+    return True
 
 
 def _ollama_host(value: str) -> str:

@@ -240,6 +240,68 @@ def test_ollama_dying_mid_answer_leaves_the_ui_usable(settings, monkeypatch):
     assert handlers._line.size() == 0, "a failed request left a ticket in the line"
 
 
+# --- errors we did not foresee: one line in the CLI, a message in the page ---------------------------------------
+def _cli_env(settings) -> dict:
+    return {"RAG_CORPUS": str(settings.corpus), "RAG_STORE": settings.store, "RAG_HOME": str(settings.home),
+            "RAG_LLM": "fake", "RAG_EMBEDDER": "fake"}
+
+
+def _one_line_error(result, starts: str) -> str:
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.exception, result.output)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(starts), result.output
+    return lines[0]
+
+
+def _wrong_dimension_store(settings) -> None:
+    """A store whose chunk collection holds 3-dimensional vectors, as another embedder would have left it (real)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(path=settings.store, settings=ChromaSettings(anonymized_telemetry=False))
+    chunks = client.get_or_create_collection("chunks_fake", configuration={"hnsw": {"space": "cosine"}},
+                                             embedding_function=None)
+    chunks.upsert(ids=["x::h::0"], embeddings=[[1.0, 0.0, 0.0]], documents=["Bitcoin slid to $66,000 after the leak."],
+                  metadatas=[{"doc_id": "x", "start": 0, "end": 1}])
+
+
+def test_unexpected_errors_are_one_line_in_the_cli_and_a_traceback_only_with_v(settings, monkeypatch):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    runner = CliRunner()
+    _wrong_dimension_store(settings)
+    line = _one_line_error(runner.invoke(main, ["ask", BITCOIN], env=_cli_env(settings)), "error: ")
+    assert "dimension" in line and "run with -v for the traceback" in line, line
+    verbose = runner.invoke(main, ["-v", "ask", BITCOIN], env=_cli_env(settings))
+    assert verbose.exit_code == 1 and isinstance(verbose.exception, SystemExit)
+    assert "Traceback (most recent call last)" in verbose.output and "dimension" in verbose.output.splitlines()[-1]
+
+    # A collection that went away under us (chromadb's own error type).
+    from chromadb.errors import NotFoundError
+
+    from ingest.store import ChunkStore
+
+    def gone(self):
+        raise NotFoundError("Collection [chunks_fake] does not exist")
+
+    monkeypatch.setattr(ChunkStore, "count", gone)
+    asked = runner.invoke(main, ["ask", "--store", settings.store + "-2", BITCOIN], env=_cli_env(settings))
+    _one_line_error(asked, "error: unexpected NotFoundError: Collection [chunks_fake] does not exist (run with -v")
+
+
+@pytest.mark.parametrize("host", ["ftp://127.0.0.1:1", "http://127.0.0.1:99999"])
+def test_a_bad_ollama_address_is_one_line(settings, host):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    env = {**_cli_env(settings), "RAG_LLM": "ollama:qwen2.5:1.5b", "OLLAMA_HOST": host}
+    line = _one_line_error(CliRunner().invoke(main, ["ask", BITCOIN], env=env), "error: ")
+    assert "Ollama" in line or "unexpected" in line, line
+
+
 # --- a corrupt model file -------------------------------------------------------------------------------------------
 class _PartsInFolder(model_files.EmbeddedModel):
     def part_path(self, i: int) -> Path:

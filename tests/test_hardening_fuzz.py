@@ -20,6 +20,7 @@ from ingest import FakeEmbedder
 from ingest.chunking import chunk_document, sentence_spans
 from ingest.loaders import UnreadableFile, load_document
 from rag import Answer, Pipeline, Settings, UserError
+from rag.llm import FakeLLM
 from rag.retrieve import Source
 from rag.support import SupportJudge
 from rag.verify import MARKER, check, parse_markers, render, split_sentences, strip_markers
@@ -230,3 +231,78 @@ def test_any_question_in_the_ui_is_an_answer_or_a_message(fuzz_settings, questio
     assert final.chat[0] == {"role": "user", "content": html.escape(turn.question)}
     assert "Something went wrong" not in (final.status or "")
     assert chat is not None and chat[0]["content"] == html.escape(turn.question)
+
+
+# --- questions and sources within the model's context -----------------------------------------------------------
+class _Bounded(FakeLLM):
+    """The fake model with llama.cpp's context limit: a prompt that does not fit raises what llama.cpp raises."""
+
+    def __init__(self, n_ctx: int) -> None:
+        super().__init__()
+        self.n_ctx = n_ctx
+
+    def stream(self, messages, *, max_tokens, temperature, seed, **options):
+        n = self.prompt_tokens(messages)
+        if n >= self.n_ctx:
+            raise ValueError(f"Requested tokens ({n}) exceed context window of {self.n_ctx}")
+        yield from super().stream(messages, max_tokens=max_tokens, temperature=temperature, seed=seed, **options)
+
+
+BITCOIN = "How far did bitcoin fall after the leak?"
+
+
+def _bounded(settings: Settings, n_ctx: int) -> tuple[Settings, Pipeline]:
+    tight = settings.model_copy(update={"n_ctx": n_ctx, "store": settings.store + f"-{n_ctx}"})
+    pipe = _pipeline(tight)
+    pipe.llm = lambda: _Bounded(n_ctx)  # type: ignore[method-assign]
+    return tight, pipe
+
+
+def test_sources_are_trimmed_to_leave_room_for_the_answer(fuzz_settings):
+    pipe = _pipeline(fuzz_settings)
+    sources = pipe.retrieve(BITCOIN).sources
+    assert len(sources) >= 3
+    count = FakeLLM().prompt_tokens
+    every, one = (count(pipe.messages(BITCOIN, kept)) for kept in (sources, sources[:1]))
+    n_ctx = fuzz_settings.max_tokens + (every + one) // 2  # room for the answer and about half the sources
+    tight, small = _bounded(fuzz_settings, n_ctx)
+    answer = small.ask(BITCOIN)
+    assert answer.prompt_tokens + tight.max_tokens <= n_ctx
+    assert 1 <= len(answer.sources) < len(sources)
+    assert [c.quote for c in answer.sources] == [s.text for s in sources[: len(answer.sources)]], "the best are kept"
+    assert not answer.abstained and "66,000" in " ".join(c.quote for c in answer.citations)
+
+
+def test_a_question_too_long_for_the_context_says_how_long_it_may_be(fuzz_settings, monkeypatch):
+    question = BITCOIN + " seven" * 500  # within the character limit, over the (fake) model's context
+    assert len(question) < fuzz_settings.max_question_chars
+    tight, small = _bounded(fuzz_settings, 600)
+    with pytest.raises(UserError, match=r"too long for the model.*shorten it to under about [\d,]+ characters"):
+        small.ask(question)
+    monkeypatch.setattr(handlers, "pipeline", lambda s: small)
+    final = list(handlers.ask(tight, question, []))[-1]
+    assert 'role="alert"' in final.status and "too long for the model" in final.status, final.status
+    assert "Something went wrong" not in final.status
+
+
+@pytest.mark.slow
+def test_the_real_model_takes_long_questions_within_its_context(tmp_path):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    shutil.copytree(CORPUS, tmp_path / "corpus")
+    env = {"RAG_CORPUS": str(tmp_path / "corpus"), "RAG_STORE": str(tmp_path / "store"), "RAG_LLM": "llamacpp:default"}
+    # 3,900 characters (under the 4,000 limit) that are about 3,900 tokens: over the 2,048-token context.
+    result = CliRunner().invoke(main, ["ask", BITCOIN + " " + "7" * 3850], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: the question is too long for the model"), result.output
+    assert "shorten it to under about" in result.output and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+    # Long enough that every source does not fit: the least relevant go, the answer keeps its room.
+    pipe = Pipeline(Settings(corpus=tmp_path / "corpus", store=str(tmp_path / "store"), llm="llamacpp:default"))
+    question = BITCOIN + " " + "7" * 1650
+    answer = pipe.ask(question)
+    assert answer.prompt_tokens + pipe.settings.max_tokens <= pipe.settings.n_ctx
+    assert answer.prompt_tokens > 0 and len(answer.sources) < len(pipe.retrieve(question).sources)

@@ -208,4 +208,4 @@ def test_the_ui_defaults_to_loopback_and_no_share_link(monkeypatch):
     monkeypatch.setattr(ui.app, "launch", lambda settings, **kwargs: calls.append(kwargs))
     result = CliRunner().invoke(main, ["ui"])
     assert result.exit_code == 0, result.output
-    assert calls == [{"host": "127.0.0.1", "port": 7860, "share": False}]
+    assert calls == [{"host": "127.0.0.1", "port": 7860, "share": False, "auth": [], "open_access": False}]

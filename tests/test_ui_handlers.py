@@ -5,11 +5,13 @@ from __future__ import annotations
 import html
 import re
 import threading
+import time
 from html.parser import HTMLParser
 
 import pytest
 
 from rag import NOT_FOUND, Answer, Citation, Sentence, Settings, SetupError, pipeline
+from rag.llm import FakeLLM
 from rag.settings import BUNDLED_CORPUS
 from ui import handlers
 
@@ -102,9 +104,9 @@ def test_follow_up_passes_the_earlier_turns_as_history(settings, monkeypatch):
     seen = []
     real_stream = pipe.stream
 
-    def spy(question, history=None):
+    def spy(question, history=None, **options):
         seen.append(history)
-        return real_stream(question, history)
+        return real_stream(question, history, **options)
 
     monkeypatch.setattr(pipe, "stream", spy)
     first = run(settings, QUESTION)[-1]
@@ -182,7 +184,7 @@ def test_model_unavailable_is_a_message_not_a_traceback(tmp_path):
 def test_backend_failure_mid_answer_restores_the_chat(settings, monkeypatch):
     pipe = pipeline(settings)
 
-    def failing(question, history=None):
+    def failing(question, history=None, cancel=None):
         yield "Partial"
         raise SetupError("cannot reach Ollama at http://127.0.0.1:11434: start it with `ollama serve`")
 
@@ -191,7 +193,7 @@ def test_backend_failure_mid_answer_restores_the_chat(settings, monkeypatch):
     assert "Partial" in views[-2].chat[-1]["content"]
     assert views[-1].chat == [] and "ollama serve" in views[-1].status and 'role="alert"' in views[-1].status
 
-    def crashing(question, history=None):
+    def crashing(question, history=None, cancel=None):
         raise KeyError("internal detail")
         yield  # a generator, like the real one
 
@@ -298,3 +300,114 @@ def test_building_the_app_does_no_work(settings, tmp_path):
     demo = build_app(settings)
     assert demo.__class__.__name__ == "Blocks"
     assert not (tmp_path / "store").exists(), "building the page must not open the store"
+
+
+def test_a_huge_citation_ref_is_a_message_not_an_exception(settings):
+    turns = run(settings, QUESTION)[-1].turns
+    for ref in ("#cite-0-" + "9" * 5000, "#src-" + "1" * 4400 + "-1", "#cite-99999999999-1"):
+        shown = handlers.show_passage(settings, turns, ref)
+        assert 'role="alert"' in shown and "earlier conversation" in shown
+    assert "<mark>" in handlers.show_passage(settings, turns, "#cite-0-1"), "an ordinary ref still opens"
+
+
+def test_store_errors_are_messages_in_the_page(settings, monkeypatch):
+    from chromadb.errors import InvalidArgumentError, NotFoundError
+
+    turns = run(settings, QUESTION)[-1].turns
+    pipe = pipeline(settings)
+
+    def gone(*args, **kwargs):
+        raise NotFoundError("Collection [docs_fake] does not exist")
+
+    monkeypatch.setattr(pipe, "documents", gone)
+    for shown in (handlers.show_passage(settings, turns, "#cite-0-1"), handlers.corpus_html(settings)):
+        assert 'role="alert"' in shown and "NotFoundError" in shown and "server log" in shown
+        assert "docs_fake" not in shown, "details stay in the log"
+
+    def wrong_dimension(*args, **kwargs):
+        raise InvalidArgumentError("Collection expecting embedding with dimension of 3, got 1024")
+
+    monkeypatch.setattr(pipe, "retrieve", wrong_dimension)
+    final = run(settings, QUESTION)[-1]
+    assert 'role="alert"' in final.status and "InvalidArgumentError" in final.status and final.turns is None
+
+
+class _Counting(FakeLLM):
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.words = 0
+
+    def stream(self, messages, **kwargs):
+        self.calls += 1
+        for word in super().stream(messages, **kwargs):
+            self.words += 1
+            yield word
+
+
+def test_a_closed_tab_makes_no_model_call(settings, monkeypatch):
+    # Retrieval is slow here; the tab goes away while it runs. The worker must not go on to prompt the model.
+    pipe = pipeline(settings)
+    llm = _Counting()
+    monkeypatch.setattr(pipe, "llm", lambda: llm)
+    real_retrieve = pipe.retrieve
+    retrieving = threading.Event()
+
+    def slow_retrieve(*args, **kwargs):
+        retrieving.set()
+        time.sleep(1.0)
+        return real_retrieve(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, "retrieve", slow_retrieve)
+    page = handlers.ask(settings, QUESTION, [])
+    first = next(page)  # "Reading the articles…", before any token
+    assert "rag-waiting" in first.status and retrieving.wait(5)
+    page.close()  # what Gradio does when the tab is closed
+    time.sleep(2.0)
+    assert llm.calls == 0 and llm.words == 0
+    assert handlers._line.size() == 0
+
+    # The same page left open gets its answer.
+    assert run(settings, QUESTION)[-1].turns and llm.calls == 1
+
+
+def test_a_closed_tab_stops_generating(settings, monkeypatch):
+    pipe = pipeline(settings)
+    llm = _Counting()
+    monkeypatch.setattr(pipe, "llm", lambda: llm)
+    slow = FakeLLM.stream
+
+    def one_word_a_tenth(self, messages, **kwargs):
+        for word in slow(self, messages, **kwargs):
+            time.sleep(0.1)
+            yield word
+
+    monkeypatch.setattr(FakeLLM, "stream", one_word_a_tenth)
+    page = handlers.ask(settings, QUESTION, [])
+    while "rag-draft" not in str(next(page).chat):
+        pass
+    page.close()
+    time.sleep(1.0)
+    written = llm.words
+    time.sleep(1.0)
+    assert llm.words == written and written < 5, "the model went on writing for a closed tab"
+
+
+@pytest.mark.slow
+def test_a_closed_tab_stops_waiting_for_the_real_model(tmp_path, monkeypatch):
+    # Another request holds llama.cpp; this tab closes while it waits. Once the model is free, it must not run.
+    s = Settings(corpus=BUNDLED_CORPUS, store=str(tmp_path / "store"), llm="llamacpp:default")
+    pipe = pipeline(s)
+    pipe.ingest()
+    llm = pipe.llm()
+    calls = []
+    real = llm.llama.create_completion
+    monkeypatch.setattr(llm.llama, "create_completion", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with llm.lock:  # the request ahead of this one
+        page = handlers.ask(s, QUESTION, [])
+        assert "rag-waiting" in next(page).status
+        time.sleep(1.5)  # retrieval done; the worker waits for the model
+        page.close()
+    time.sleep(2.0)
+    assert calls == [], "the closed tab's worker prompted the model"
+    assert run(s, QUESTION)[-1].turns and calls == [1], "an open tab is answered"

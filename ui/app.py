@@ -4,16 +4,22 @@ One question runs through `handlers.ask` (streaming into the chat), a click on a
 through `handlers.show_passage`. Gradio's queue bounds how many questions run at once (the local models answer one
 at a time anyway) and shows each waiting tab its place in line. Nothing here answers, retrieves or renders text
 itself, and the app serves no files: no `allowed_paths`, no links into the corpus folder.
+
+Exposure: `launch()` serves loopback without a login; beyond loopback (or with a share link) it needs logins
+(`load_auth`: RAG_UI_AUTH="user:password" or an auth file) unless the caller says `open_access` (`rag ui
+--no-auth`). Gradio's upload route is live even though the page has no upload: its size is capped.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from pathlib import Path
 
 import gradio as gr
 
 from ingest.env import quiet
-from rag import Settings, pipeline
+from rag import Settings, UserError, pipeline
 from rag.settings import BUNDLED_CORPUS
 from ui import handlers
 
@@ -30,6 +36,7 @@ GENERIC_EXAMPLES = ["What are these articles about?", "Who is mentioned in the a
 # Gradio's queue holds the rest and shows each tab its position.
 ASK_CONCURRENCY = 2
 QUEUE_SIZE = 64
+MAX_FILE_SIZE = "50mb"  # Gradio's upload route is open whether or not the page uploads anything
 
 # A click on any `a.cite` link (in the chat or the sources list) opens that passage. The chat sanitizer keeps
 # `href` but drops data-* attributes, so the link's target names the citation; one listener per page.
@@ -85,8 +92,12 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
         examples = BUNDLED_EXAMPLES if settings.corpus.resolve() == BUNDLED_CORPUS.resolve() else GENERIC_EXAMPLES
 
     def ask(question, turns):
-        for view in handlers.ask(settings, question, turns):
-            yield tuple(gr.skip() if part is None else part for part in view)
+        views = handlers.ask(settings, question, turns)
+        try:
+            for view in views:
+                yield tuple(gr.skip() if part is None else part for part in view)
+        finally:
+            views.close()  # a closed tab: Gradio closes this generator, and the handler stops its worker
 
     def echo(question, turns):
         # The question shows at once and the inputs are locked until its answer is in: one question at a time
@@ -182,13 +193,58 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
     return demo
 
 
+def load_auth(value: str | None = None, path: Path | None = None) -> list[tuple[str, str]]:
+    """Logins from a "user:password" value (RAG_UI_AUTH) and from a file of such lines (blank lines and # comments
+    are skipped). A malformed login is a UserError that names where it came from, never the password."""
+    entries: list[tuple[str, str]] = []
+    if value:
+        entries.append(("RAG_UI_AUTH", value))
+    if path is not None:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read the auth file {path} ({e.__class__.__name__}): check the path") from None
+        entries += [(f"{path} line {n}", line.strip()) for n, line in enumerate(lines, start=1)
+                    if line.strip() and not line.lstrip().startswith("#")]
+        if not any(where.startswith(str(path)) for where, _ in entries):
+            raise UserError(f"the auth file {path} has no login: write one user:password a line")
+    logins = []
+    for where, entry in entries:
+        user, sep, password = entry.partition(":")
+        if not sep or not user.strip() or not password:
+            raise UserError(f"{where} is not a login: write it as user:password")
+        logins.append((user.strip(), password))
+    return logins
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve beyond this machine
+
+
+def check_exposure(host: str, share: bool, auth: list[tuple[str, str]] | None, open_access: bool = False) -> None:
+    """A page reachable from other machines needs a login, unless the caller chose to serve it open."""
+    if (share or not is_loopback(host)) and not auth and not open_access:
+        where = "through a share link" if share else f"on {host}"
+        raise UserError(f"refusing to serve the UI {where} without a login: set RAG_UI_AUTH=user:password or pass "
+                        "--auth-file FILE, or pass --no-auth to let anyone who reaches it ask and re-ingest")
+
+
 def launch(
-    settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True
+    settings: Settings, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, block: bool = True,
+    auth: list[tuple[str, str]] | None = None, open_access: bool = False,
 ) -> gr.Blocks:
     """Sync the corpus, then serve the page on host:port (loopback by default) and print its URL.
 
-    With block=False the server runs in a background thread and the running app is returned (tests close it).
+    `auth` is a list of (user, password) logins (see `load_auth`); beyond loopback one is required unless
+    `open_access`. With block=False the server runs in a background thread and the running app is returned
+    (tests close it).
     """
+    check_exposure(host, share, auth, open_access)
     quiet()  # no Gradio analytics, no hub access (for callers that did not come through the `rag` command)
     report = pipeline(settings).ingest()
     print(f"corpus: {report.summary()}", flush=True)
@@ -202,6 +258,9 @@ def launch(
         show_error=False,
         ssr_mode=False,
         css=CSS,
+        auth=auth or None,
+        auth_message="Log in to ask about the articles." if auth else None,
+        max_file_size=MAX_FILE_SIZE,
     )
     print(f"Running on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
     if block:

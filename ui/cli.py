@@ -3,6 +3,7 @@ rag/cli.py); each imports its server only when it runs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -13,15 +14,20 @@ from rag.cli import llm_option, settings_from, store_option
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on")
 @click.option("--port", default=7860, show_default=True, type=int)
-@click.option("--share", is_flag=True, help="also open a public Gradio share link")
+@click.option("--share", is_flag=True, help="also open a public Gradio share link (needs a login)")
+@click.option("--auth-file", type=click.Path(path_type=Path), help="logins, one user:password a line [or RAG_UI_AUTH]")
+@click.option("--no-auth", is_flag=True, help="serve beyond loopback without a login (anyone can ask and re-ingest)")
 @click.option("--corpus", type=click.Path(path_type=Path))
 @store_option
 @llm_option
-def ui(host: str, port: int, share: bool, corpus, store, llm) -> None:
-    """Start the chat web UI (loopback only unless --host says otherwise)."""
-    from ui.app import launch
+def ui(host: str, port: int, share: bool, auth_file: Path | None, no_auth: bool, corpus, store, llm) -> None:
+    """Start the chat web UI (loopback only unless --host says otherwise; beyond it, a login is required)."""
+    from ui.app import check_exposure, launch, load_auth
 
-    launch(settings_from(corpus=corpus, store=store, llm=llm), host=host, port=port, share=share)
+    auth = load_auth(os.environ.get("RAG_UI_AUTH"), auth_file)
+    check_exposure(host, share, auth, open_access=no_auth)  # before the corpus is synced
+    launch(settings_from(corpus=corpus, store=store, llm=llm), host=host, port=port, share=share, auth=auth,
+           open_access=no_auth)
 
 
 @click.command()

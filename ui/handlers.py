@@ -28,7 +28,7 @@ from rag.answer import clean_question
 log = logging.getLogger(__name__)
 
 CONTEXT_CHARS = 600  # at most this much of the paragraph is shown on each side of a quote
-_REF = re.compile(r"^#?(cite|src)-(\d+)-(\d+)$")
+_REF = re.compile(r"^#?(cite|src)-(\d{1,9})-(\d{1,9})$")  # bounded: int() of 4,300+ digits raises
 _MARKER = re.compile(r"\[(\d+)\]")
 
 
@@ -225,6 +225,9 @@ def show_passage(settings: Settings, turns: list[Turn], ref: str) -> str:
         record = pipeline(settings).documents().get(c.doc_id)
     except RagError as e:
         return status_html(str(e), "error")
+    except Exception as e:  # a store failure: a message in the page, the details in the log
+        log.exception("showing a passage failed")
+        return status_html(_unexpected("showing the passage", e), "error")
     if record is None:
         return render_passage(c, None, "", settings.corpus)
     return render_passage(c, record.text, record.path, settings.corpus, record.author, record.date)
@@ -327,9 +330,9 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
     stop = threading.Event()
     with _line.join() as ahead:
         threading.Thread(
-            target=_pump, args=(pipe.stream(question, history(turns)), items, stop), daemon=True, name="rag-ask"
+            target=_pump, args=(pipe.stream(question, history(turns), cancel=stop), items, stop), daemon=True,
+            name="rag-ask",
         ).start()
-        status = ""
         try:
             while True:
                 try:
@@ -354,20 +357,20 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
                     if lock is not None and lock.locked() and n
                     else "Reading the articles…"
                 )
-                if now != status:
-                    status = now
-                    yield pending("", now)
+                # Yielded at every poll, changed or not: Gradio can close this generator only between yields, so a
+                # tab that went away is noticed within POLL_SECONDS, not at the first token (Gradio sends only what
+                # changed between two views, here nothing).
+                yield pending("", now)
         finally:
-            stop.set()  # also when Gradio closes this generator because the tab went away
+            # Also when Gradio closes this generator because the tab went away: the worker then makes no model
+            # call, stops waiting for the model's lock, or stops generating at the next token.
+            stop.set()
     if isinstance(error, RagError):
         yield failed(str(error))
         return
     if error is not None:  # a bug or a backend crash: say so in the page, keep the details in the log
         log.error("answering %r failed", question, exc_info=error)
-        yield failed(
-            f"Something went wrong while answering ({error.__class__.__name__}); the details are in the "
-            "server log. Try again."
-        )
+        yield failed(_unexpected("answering", error))
         return
     if answer is None:  # Pipeline.stream always ends with an Answer; guard against a broken backend anyway
         yield failed("The model gave no answer. Try again.")
@@ -382,6 +385,11 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
         timings_html(answer),
         "",
     )
+
+
+def _unexpected(doing: str, error: BaseException) -> str:
+    return (f"Something went wrong while {doing} ({error.__class__.__name__}); the details are in the server log. "
+            "Try again.")
 
 
 # --- side panel ---------------------------------------------------------------------------------------------------
@@ -425,6 +433,9 @@ def corpus_html(settings: Settings) -> str:
         chunks = pipe.store.count()
     except RagError as e:
         return status_html(str(e), "error")
+    except Exception as e:
+        log.exception("describing the corpus failed")
+        return status_html(_unexpected("reading the corpus", e), "error")
     last = pipe.last_ingest
     lines = [f"<p><strong>{len(docs):,}</strong> documents, <strong>{chunks:,}</strong> chunks</p>"]
     if last is None:
