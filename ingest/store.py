@@ -14,6 +14,7 @@ default embedding function (which downloads a model) is never used.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -43,18 +44,30 @@ class DocRecord:
 
 
 def _client(location: str):
+    """A Chroma client for a folder or a server URL. For a server, RAG_STORE_TOKEN (when set) is sent as Chroma's
+    token auth (`Authorization: Bearer <token>`; CHROMA_AUTH_TOKEN_TRANSPORT_HEADER=X-Chroma-Token for the other
+    header). It is read here, not in Settings, so that a secret is never part of the settings that are shown."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
+    from chromadb.errors import ChromaAuthError
 
     settings = ChromaSettings(anonymized_telemetry=False)
     if location.startswith(("http://", "https://")):
         url = urlparse(location)
         if not url.hostname:
             raise UserError(f"store URL {location!r} has no host: use http://HOST:PORT")
+        token = os.environ.get("RAG_STORE_TOKEN", "")
+        if token:
+            settings = ChromaSettings(anonymized_telemetry=False, chroma_client_auth_credentials=token,
+                                      chroma_client_auth_provider="chromadb.auth.token_authn.TokenAuthClientProvider")
         try:
             client = chromadb.HttpClient(host=url.hostname, port=url.port or 8000, ssl=url.scheme == "https",
                                          settings=settings)
             client.heartbeat()
+        except ChromaAuthError as e:
+            said = "refused the token in RAG_STORE_TOKEN" if token else "needs a token"
+            raise SetupError(f"the Chroma server at {location} {said} ({e}): set RAG_STORE_TOKEN to the token it was "
+                             "started with (CHROMA_SERVER_AUTHN_CREDENTIALS)") from None
         except Exception as e:  # chromadb raises several types for a host that is down
             raise SetupError(f"cannot reach the Chroma server at {location} ({e.__class__.__name__}): "
                              "start it with `chroma run --path DIR --host HOST --port PORT`") from None

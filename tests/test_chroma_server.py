@@ -2,6 +2,12 @@
 
 Ingest, re-ingest and ask go through chromadb.HttpClient with no other code path changed; the fake model and
 embedder keep it fast. The server's data lives under tmp_path.
+
+Token auth: `chroma run` (the Rust server of chromadb >= 1.0) ignores CHROMA_SERVER_AUTHN_* (checked: with them set
+it still answers every request without a token), so those tests run Chroma's own Python server from the same
+package (`uvicorn chromadb.app:app`), which implements token authentication from those variables. That server
+cannot return stored vectors in chromadb 1.5.9 (its `get` calls `.tolist()` on a list), which `ask` needs, so with
+it the tests go as far as ingest, re-reading and dense search.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -40,20 +47,36 @@ def chroma_url(tmp_path):
     exe = shutil.which("chroma")
     require(exe is not None, "the `chroma` command (installed with chromadb)", 'pip install -e ".[test]"')
     port = free_port()
+    data = tmp_path / "chroma" / "data"
+    yield from _serve([exe, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)], port, tmp_path)
+
+
+TOKEN = "s3cret-store-token"
+
+
+@pytest.fixture
+def chroma_with_token(tmp_path):
+    """Chroma's Python server with token authentication on: only requests that carry TOKEN are served."""
+    port = free_port()
+    env = {"IS_PERSISTENT": "TRUE", "PERSIST_DIRECTORY": str(tmp_path / "chroma" / "data"),
+           "CHROMA_SERVER_AUTHN_PROVIDER": "chromadb.auth.token_authn.TokenAuthenticationServerProvider",
+           "CHROMA_SERVER_AUTHN_CREDENTIALS": TOKEN}
+    cmd = [sys.executable, "-m", "uvicorn", "chromadb.app:app", "--host", "127.0.0.1", "--port", str(port)]
+    yield from _serve(cmd, port, tmp_path, env)
+
+
+def _serve(cmd: list[str], port: int, tmp_path: Path, env: dict | None = None):
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "chroma" / "server.log"
-    log.parent.mkdir()
+    log.parent.mkdir(exist_ok=True)
     with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            [exe, "run", "--path", str(log.parent / "data"), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
-        )
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "ANONYMIZED_TELEMETRY": "False", **(env or {})})
     try:
         deadline = time.monotonic() + 30
         while not _heartbeat(url):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"chroma run did not answer its heartbeat: {log.read_text(errors='replace')[-800:]}")
+                pytest.fail(f"the Chroma server did not answer its heartbeat: {log.read_text(errors='replace')[-800:]}")
             time.sleep(0.1)
         yield url
     finally:
@@ -112,3 +135,42 @@ def test_a_server_that_is_down_says_how_to_start_one(tmp_path, corpus):
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(SetupError, match="chroma run --path"):
         Pipeline(_settings(corpus, url, tmp_path))
+
+
+def test_a_server_with_token_auth_needs_the_right_token(chroma_with_token, corpus, tmp_path, monkeypatch):
+    settings = _settings(corpus, chroma_with_token, tmp_path)
+    monkeypatch.delenv("RAG_STORE_TOKEN", raising=False)
+    with pytest.raises(SetupError, match=r"needs a token.*set RAG_STORE_TOKEN"):
+        Pipeline(settings)
+    monkeypatch.setenv("RAG_STORE_TOKEN", "not-the-token")
+    with pytest.raises(SetupError, match=r"refused the token in RAG_STORE_TOKEN"):
+        Pipeline(settings)
+
+    env = {"RAG_CORPUS": str(corpus), "RAG_HOME": str(tmp_path / "home"), "RAG_LLM": "fake", "RAG_EMBEDDER": "fake",
+           "RAG_STORE": chroma_with_token}
+    runner = CliRunner()
+    refused = runner.invoke(main, ["ingest"], env={**env, "RAG_STORE_TOKEN": "not-the-token"})
+    assert refused.exit_code == 1 and isinstance(refused.exception, SystemExit)
+    (line,) = refused.output.strip().splitlines()
+    assert line.startswith(f"error: the Chroma server at {chroma_with_token} refused the token"), line
+    assert "not-the-token" not in line, "the error never shows the token"
+
+    ingest = runner.invoke(main, ["ingest"], env={**env, "RAG_STORE_TOKEN": TOKEN})
+    assert ingest.exit_code == 0, ingest.output
+    assert re.search(r"\b3 added, 0 changed, 0 removed, 0 unchanged; [1-9]\d* chunks embedded", ingest.output)
+    assert not (tmp_path / "home" / "store").exists()  # nothing fell back to the local default store
+
+    monkeypatch.setenv("RAG_STORE_TOKEN", TOKEN)
+    other = Pipeline(settings)  # a fresh client with the right token reads what the CLI wrote
+    records = other.store.doc_records()
+    assert sorted(records) == sorted(p.stem for p in corpus.iterdir()) and other.store.count() > 0
+    again = other.ingest()
+    assert again.chunks_embedded == 0 and len(again.unchanged) == 3
+    query = other.embedder.embed(["How far did bitcoin fall after the leak?"])[0]
+    assert other.store.query(query, 4), "dense search answers through the authenticated client"
+
+
+def test_a_token_is_harmless_to_a_server_without_auth(chroma_url, corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAG_STORE_TOKEN", TOKEN)
+    pipe = Pipeline(_settings(corpus, chroma_url, tmp_path))
+    assert pipe.ingest().chunks_embedded > 0
