@@ -52,7 +52,8 @@ def run_measured(cmd: list[str], env: dict, log_file: Path, timeout: float) -> d
             proc.wait()
             raise SetupError(f"{' '.join(cmd[1:])} took longer than {timeout:.0f}s") from None
     got = json.loads(stats_file.read_text(encoding="utf-8"))
-    return {"cmd": cmd[1:], **got, "output": log_file.read_text(encoding="utf-8", errors="replace")[-4000:]}
+    text = log_file.read_text(encoding="utf-8", errors="replace")
+    return {"cmd": cmd[1:], **got, "output": text[-4000:], "full_output": text}  # _with_answer drops full_output
 
 
 def _env(settings: Settings, store: str) -> dict:
@@ -74,11 +75,13 @@ def bench_process(settings: Settings, work: Path, question: str, cold_runs: int,
     ingest = run_measured(_rag("ingest", str(settings.corpus)), _env(settings, store), work / "ingest.log",
                           TIMEOUT_S)
     _check(ingest, "rag ingest")
+    ingest.pop("full_output")
     out["ingest"] = ingest
     log(f"  rag ingest: {ingest['seconds']:.1f}s, peak RSS {ingest['peak_rss_bytes'] / GB:.2f} GB")
     again = run_measured(_rag("ingest", str(settings.corpus)), _env(settings, store), work / "reingest.log",
                          TIMEOUT_S)
     _check(again, "rag ingest (unchanged)")
+    again.pop("full_output")
     out["reingest_process"] = again
 
     empty = run_measured(_rag("ask", "--json", question), _env(settings, str(work / "cold-empty")),
@@ -112,7 +115,7 @@ def _check(r: dict, what: str) -> None:
 
 
 def _with_answer(r: dict) -> dict:
-    text = r["output"]
+    text = r.pop("full_output", r["output"])  # an answer's JSON is longer than the tail kept in bench.json
     start = text.find("{")
     try:
         ans = json.loads(text[start : text.rfind("}") + 1])
