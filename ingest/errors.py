@@ -21,3 +21,7 @@ class SetupError(RagError, RuntimeError):
 class UnreadableFile(ValueError):
     """A corpus file that cannot be read as an article (binary, not UTF-8, corrupt, encrypted, too large, scanned);
     ingest skips it and says why in one line of its report. Not a RagError: the rest of the folder goes on."""
+
+
+class OtherFolder(UserError):
+    """A collection was asked to mirror a folder other than the one it mirrors; nothing was changed."""

@@ -5,12 +5,20 @@ Idempotent by a content hash per document: an unchanged corpus costs one read of
 written beside the old ones, which go only when the new version is whole; a failed write takes out what got in, so
 the old version keeps answering. A new document is marked `pending` until its chunks are in; a run that was
 killed half-way is repaired by the next, which rewrites the same ids, so the store never holds duplicates.
-Unreadable files (binary, corrupt, encrypted, scanned, too large) are skipped with one line each in the report,
-and everything else is ingested. Each chunk and sentence records the page (PDF) and the section it starts in.
+Unreadable files (binary, corrupt, encrypted, scanned, too large, unreadable by permissions) are skipped with one
+line each in the report, and everything else is ingested; an indexed document whose file turns unreadable keeps its
+last good version (it is not "deleted"). Each chunk and sentence records the page (PDF) and the section it starts in.
+
+A collection mirrors one folder, recorded in the store's registry: syncing another folder into it is refused unless
+asked for (`repoint`), and `remove=False` (what a question's first use does) adds and updates but never deletes.
+Writes hold the store's writer lock, and the registry's generation is bumped after each, so readers in other
+processes rebuild their in-memory index. A store error is reported by its cause (a full disk, permissions, another
+writer, an embedding of another dimension); any other error is raised as it is, after the cleanup.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +27,7 @@ from pathlib import Path
 
 from ingest.chunking import Chunk, chunk_document, sentence_spans
 from ingest.embed import Embedder
-from ingest.errors import SetupError, UnreadableFile, UserError
+from ingest.errors import OtherFolder, RagError, SetupError, UnreadableFile, UserError
 from ingest.loaders import Document, find_files, load_document
 from ingest.store import ChunkStore, DocRecord
 
@@ -35,6 +43,8 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one message per unreadable file
+    kept: list[str] = field(default_factory=list)  # indexed documents whose file is unreadable now: last good version
+    reembedded: bool = False  # the embedding model changed, so every document was embedded again
     chunks_embedded: int = 0
     seconds: float = 0.0
 
@@ -43,24 +53,31 @@ class IngestReport:
                  f"{len(self.unchanged)} unchanged"]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
+        if self.kept:
+            parts.append(f"{len(self.kept)} kept at their last good version")
         return f"{', '.join(parts)}; {self.chunks_embedded} chunks embedded in {self.seconds:.2f}s"
 
 
-def load_folder(folder: Path, report: IngestReport) -> list[Document]:
+def load_folder(folder: Path, report: IngestReport, unreadable: set[str] | None = None) -> list[Document]:
+    """The readable documents of a folder; each unreadable file is one line of `report.skipped`, and its would-be
+    document id goes into `unreadable` (its indexed version, if any, is kept)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise UserError(f"corpus folder {folder} does not exist: pass a folder of {_KINDS} articles")
     docs, seen = [], set()
+    unreadable = set() if unreadable is None else unreadable
     for path in find_files(folder):
         try:
             doc = load_document(path)
         except UnreadableFile as e:
             log.info("%s", e)  # the report carries it: `rag ingest` and the UI show each skipped file once
             report.skipped.append(str(e))
+            unreadable.add(path.stem)
             continue
         except OSError as e:
             log.info("%s: cannot be read (%s), skipped", path.name, e.strerror)
             report.skipped.append(f"{path.name}: cannot be read ({e.strerror}), skipped")
+            unreadable.add(path.stem)
             continue
         if doc.doc_id in seen:
             report.skipped.append(f"{path.name}: another file has the id {doc.doc_id!r}, skipped")
@@ -137,9 +154,10 @@ def _write(store: ChunkStore, embedder: Embedder, plans: list[tuple[Document, li
     """Embed and store the planned documents; returns the number of chunks embedded.
 
     A new document is marked pending before its first chunk is written. A changed document's new chunks go in
-    beside its old ones, which are deleted only once the new version is whole; the record follows, so a kill
-    between the two leaves the old hash on record and the next run rewrites the document (with the same ids).
-    On an error, what got in of each unfinished document is taken out again."""
+    beside its old ones; once the new version is whole its record is written, and then the old chunks are deleted,
+    so a kill between the two leaves chunks of no current version behind, which are never served.
+    On an error, what got in of each unfinished document is taken out again; if that fails too, what is left is of
+    no current version, so it is never served, and the next run sweeps it (`ChunkStore.sweep`)."""
     total = sum(len(chunks) for _, chunks in plans)
     done = embedded = 0
     started: dict[str, _Unit] = {}
@@ -168,13 +186,17 @@ def _write(store: ChunkStore, embedder: Embedder, plans: list[tuple[Document, li
                 done += n
                 if progress:
                     progress(done, total, doc.doc_id)
-                if unit.last:
-                    store.delete_chunks(doc.doc_id, keep=[c.chunk_id for c in unit.chunks])
+                if unit.last:  # the new version is whole: on record first, then the old one's chunks go
                     store.put_doc(DocRecord(doc_id=doc.doc_id, path=doc.path, title=doc.title, author=doc.author,
                                             date=doc.date, content_hash=doc.content_hash, n_chunks=len(unit.chunks),
-                                            ingested_at=time.time(), text=doc.text, pending=False))
+                                            ingested_at=time.time(), text=doc.text, pending=False,
+                                            format=doc.format, pages=len(doc.pages or ())))
                     embedded += len(unit.chunks)
                     del started[doc.doc_id]
+                    try:
+                        store.delete_chunks(doc.doc_id, keep=[c.chunk_id for c in unit.chunks])
+                    except Exception as e:  # they are of an old version now: never served, swept by the next run
+                        log.warning("%s: its old version's chunks could not be removed yet (%s)", doc.doc_id, e)
     except BaseException:
         for unit in started.values():
             _drop_partial(store, unit.doc, unit.chunks, unit.doc.doc_id in fresh)
@@ -194,38 +216,106 @@ def _drop_partial(store: ChunkStore, doc: Document, chunks: list[Chunk], fresh: 
         log.warning("%s: could not remove its half-written chunks (%s); the next `rag ingest` will", doc.doc_id, e)
 
 
-def sync(folder: Path, store: ChunkStore, embedder: Embedder, progress: Progress | None = None) -> IngestReport:
-    """Make `store` hold exactly the chunks of the articles in `folder`."""
+def sync(folder: Path, store: ChunkStore, embedder: Embedder, progress: Progress | None = None, *,
+         remove: bool = True, repoint: bool = False, rebuild: bool = False) -> IngestReport:
+    """Make the store's collection hold the chunks of the articles in `folder` (with `remove=False`: add and update
+    only; nothing is deleted). A collection that mirrors another folder is refused unless `repoint`; `rebuild`
+    embeds everything again from scratch."""
     t0 = time.perf_counter()
     report = IngestReport()
-    docs = load_folder(folder, report)
-    try:
-        existing = store.doc_records()
-    except Exception as e:
-        raise SetupError(f"cannot read the store at {store.location}: {e}") from None
-
-    todo: list[Document] = []
-    for doc in docs:
-        rec = existing.get(doc.doc_id)
-        if rec is not None and not rec.pending and rec.content_hash == doc.content_hash:
-            report.unchanged.append(doc.doc_id)
-        else:
-            (report.changed if rec is not None and not rec.pending else report.added).append(doc.doc_id)
-            todo.append(doc)
-    wanted = {d.doc_id for d in docs}
-    gone = sorted(set(existing) - wanted)
-
-    try:
-        for doc_id in gone:
-            store.delete_doc(doc_id)
-            report.removed.append(doc_id)
-        plans = [(doc, chunk_document(doc)) for doc in todo]
-        report.chunks_embedded = _write(store, embedder, plans, set(report.added), progress)
-    except (UserError, SetupError):
-        raise
-    except Exception as e:  # a read-only folder, a full disk, a server gone: the old records stay readable
-        raise SetupError(f"writing to the store at {store.location} failed ({e.__class__.__name__}: {e}); "
-                         "free disk space or fix permissions, then run `rag ingest` again") from None
+    where = str(Path(folder).expanduser().resolve())
+    unreadable: set[str] = set()
+    docs = load_folder(folder, report, unreadable)
+    fingerprint, dim = _model_of(embedder)
+    with store.writing():
+        try:
+            info = store.info()
+            existing = store.doc_records()
+        except RagError:
+            raise
+        except Exception as e:
+            raise SetupError(f"cannot read the store at {store.location}: {e}") from None
+        if info.folder and info.folder != where and not repoint:
+            raise OtherFolder(f"collection {store.collection!r} mirrors {info.folder}, not {where}: ingest this folder "
+                            "into a collection of its own (--collection NAME), or pass --repoint to make "
+                            f"{store.collection!r} mirror it (its documents from the other folder are then removed)")
+        changed_model = bool(existing) and bool(info.fingerprint) and (info.fingerprint, info.dim) != (fingerprint, dim)
+        if changed_model and not remove and not rebuild:
+            raise SetupError(f"collection {store.collection!r} was embedded with {info.fingerprint} ({info.dim} "
+                             f"dimensions), not the current {fingerprint} ({dim}): run `rag ingest {where} "
+                             f"--collection {store.collection}` to embed it again")
+        excluded = set(info.excluded)
+        docs = [d for d in docs if d.doc_id not in excluded]
+        wrote = False
+        try:
+            if not changed_model and not rebuild and store.sweep(existing):
+                wrote = True
+            if changed_model or rebuild:
+                if changed_model:
+                    log.warning("collection %r was embedded with %s; embedding all of it again with %s",
+                                store.collection, info.fingerprint, fingerprint)
+                store.reset()
+                existing, report.reembedded, wrote = {}, True, True
+            todo: list[Document] = []
+            for doc in docs:
+                rec = existing.get(doc.doc_id)
+                if rec is not None and not rec.pending and rec.content_hash == doc.content_hash:
+                    report.unchanged.append(doc.doc_id)
+                else:
+                    (report.changed if rec is not None and not rec.pending else report.added).append(doc.doc_id)
+                    todo.append(doc)
+            wanted = {d.doc_id for d in docs}
+            report.kept = sorted((set(existing) & unreadable) - wanted)
+            for doc_id in report.kept:
+                log.warning("%s: its file cannot be read now; its last good version stays in the index", doc_id)
+            gone = sorted(set(existing) - wanted - set(report.kept)) if remove else []
+            for doc_id in gone:
+                wrote = True
+                store.delete_doc(doc_id)
+                report.removed.append(doc_id)
+            plans = [(doc, chunk_document(doc)) for doc in todo]
+            wrote = wrote or bool(plans)
+            report.chunks_embedded = _write(store, embedder, plans, set(report.added), progress)
+        except RagError:
+            raise
+        except Exception as e:
+            err = _store_error(store, e)
+            if err is e:
+                raise
+            raise err from None
+        finally:
+            if wrote or (info.folder, info.fingerprint, info.dim) != (where, fingerprint, dim):
+                try:  # readers in other processes see the new generation and rebuild their index
+                    store.record(folder=where, fingerprint=fingerprint, dim=dim, ingested_at=time.time())
+                except Exception as e:  # the store refused the write above too: the error that says why is raised
+                    log.warning("could not record the ingest in the store's registry (%s)", e)
     report.seconds = time.perf_counter() - t0
     return report
 
+
+def _model_of(embedder: Embedder) -> tuple[str, int]:
+    """The embedding model's fingerprint and dimension (an embedder without them is known by its name)."""
+    fingerprint = getattr(embedder, "fingerprint", None)
+    return (fingerprint() if callable(fingerprint) else embedder.name), int(getattr(embedder, "dim", 0) or 0)
+
+
+def _store_error(store: ChunkStore, e: Exception) -> Exception:
+    """A failed write as an error that names its cause and what to do; an error of unknown cause is returned as it
+    is (a bug must not read as a full disk)."""
+    text = f"{e.__class__.__name__}: {e}"
+    low = str(e).lower()
+    at = f"writing to the store at {store.location} failed ({text})"
+    code = e.errno if isinstance(e, OSError) else None
+    if code in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in low or "no space left" in low:
+        return SetupError(f"{at}: free disk space, then run `rag ingest` again (the old index still answers)")
+    if (code in (errno.EACCES, errno.EPERM, errno.EROFS) or isinstance(e, PermissionError)
+            or "readonly database" in low or "read-only" in low or "permission denied" in low):
+        return SetupError(f"{at}: fix permissions on the store folder, then run `rag ingest` again "
+                          "(the old index still answers)")
+    if "database is locked" in low or "database is busy" in low:
+        return SetupError(f"{at}: another program holds the store's database; close it (or wait), then run "
+                          "`rag ingest` again")
+    if "dimension" in low:
+        return SetupError(f"{at}: the collection holds vectors of another size than this embedding model makes; "
+                          f"run `rag ingest --rebuild --collection {store.collection}` to embed it again")
+    return e

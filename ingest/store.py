@@ -1,20 +1,34 @@
 """The chunk store: Chroma, local (a folder) or remote (`http://host:port`), always with our own embeddings.
 
-Three collections per embedder: `chunks_<embedder>` holds chunk texts, vectors (cosine space) and metadata;
-`sents_<embedder>` the vector and offsets of every sentence in a chunk, so that a question can be answered from
-the few sentences it needs rather than whole chunks;
-`docs_<embedder>` holds one record per document (its full text, title, hash, chunk count). Chunk ids carry the
-document's content hash, so a changed document's new chunks are written beside the old ones, which are dropped
-only when all the new ones are in; a write that fails (a full disk) leaves the old version answering. A new
-document's record is marked `pending` before its chunks are written and completed after them, so a store that an
-interrupted ingest left behind is recognised and repaired by the next run. Chroma telemetry is off and Chroma's
-default embedding function (which downloads a model) is never used.
+One store holds named collections, each mirroring one folder. Per collection and embedder, three Chroma
+collections: `chunks_<embedder>[__<name>]` holds chunk texts, vectors (cosine space) and metadata;
+`sents_<embedder>[__<name>]` the vector and offsets of every sentence in a chunk, so that a question can be
+answered from the few sentences it needs rather than whole chunks; `docs_<embedder>[__<name>]` one record per
+document (its full text, title, hash, chunk count). The default collection has no suffix. A registry
+(`collections_<embedder>`) records, per collection, the folder it mirrors, the embedding model's fingerprint and
+dimension, the last ingest and a generation number that every write bumps, so that a reader in another process
+knows its in-memory index is stale.
+
+Chunk ids carry the document's content hash, so a changed document's new chunks are written beside the old ones,
+which are dropped only when all the new ones are in; a write that fails (a full disk) leaves the old version
+answering. A new document's record is marked `pending` before its chunks are written and completed after them;
+`is_current` tells a reader which chunks belong to a whole, current version, so neither a pending document's nor
+an old version's chunks are ever served, even when the cleanup after a failed write failed too.
+Writers take a file lock (`writing()`): for a local store it sits in the store folder; for a server it is a file
+on this machine, so it serialises the writers of one machine only (Chroma itself has no lock to offer).
+Chroma telemetry is off and Chroma's default embedding function (which downloads a model) is never used.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import re
+import tempfile
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -27,6 +41,45 @@ log = logging.getLogger(__name__)
 
 # The docs collection needs a vector per record; documents are never searched by vector.
 _DOC_VECTOR = [1.0]
+DEFAULT_COLLECTION = "default"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,47}$")
+LOCK_WAIT_S = 600.0  # how long a writer waits for another one before it gives up and says which file to check
+
+
+def check_collection_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UserError(f"collection name {name!r} is not allowed: use 1-48 lowercase letters, digits, '-' or '_', "
+                        "starting with a letter or digit")
+    return name
+
+
+def collection_slug(folder: Path | str) -> str:
+    """A collection name from a folder's name ("My News" -> "my-news")."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", Path(folder).name.lower()).strip("-_")[:48]
+    return slug if slug and slug[0].isalnum() else DEFAULT_COLLECTION
+
+
+def is_current(chunk_id: str, record: DocRecord | None) -> bool:
+    """Does this chunk belong to its document's whole, current version (not pending, not an old version)?"""
+    if record is None or record.pending:
+        return False
+    parts = chunk_id.rsplit("::", 2)
+    return len(parts) == 2 or parts[1] == record.content_hash[:12]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What the registry keeps of a collection; n_docs and n_chunks are counted when it is read."""
+
+    name: str
+    folder: str  # the folder it mirrors ("" until the first ingest)
+    fingerprint: str  # the embedding model's, when it was embedded
+    dim: int
+    generation: int  # bumped by every write
+    ingested_at: float
+    excluded: tuple[str, ...] = ()  # documents removed by hand: ingest leaves them out while the file stays
+    n_docs: int = 0
+    n_chunks: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +94,8 @@ class DocRecord:
     ingested_at: float
     text: str
     pending: bool
+    format: str = ""  # txt, md, html, pdf, docx, epub
+    pages: int = 0  # a PDF's page count (0 for other formats)
 
 
 def _client(location: str):
@@ -75,25 +130,181 @@ def _client(location: str):
     path = Path(location).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(path=str(path), settings=settings)
+        return _open_local(path, settings)
     except Exception as e:
         raise SetupError(f"cannot open the store at {path} ({e}): check the folder exists and is writable, "
                          "or pass another with --store") from None
 
 
-class ChunkStore:
-    """Upsert, query and delete chunks and document records in Chroma."""
+def _among(documents: list[str] | None) -> dict | None:
+    """Chroma's `where` for chunks or sentences of these documents (None: all of them)."""
+    if documents is None:
+        return None
+    return {"doc_id": documents[0]} if len(documents) == 1 else {"doc_id": {"$in": list(documents)}}
 
-    def __init__(self, location: str, embedder_name: str) -> None:
+
+def _suffix(collection: str) -> str:
+    return "" if collection == DEFAULT_COLLECTION else f"__{collection}"
+
+
+def _info(name: str, meta: dict) -> CollectionInfo:
+    return CollectionInfo(name=name, folder=meta.get("folder", ""), fingerprint=meta.get("fingerprint", ""),
+                          dim=int(meta.get("dim", 0)), generation=int(meta.get("generation", 0)),
+                          ingested_at=float(meta.get("ingested_at", 0.0)),
+                          excluded=tuple(json.loads(meta.get("excluded", "[]"))))
+
+
+def list_collections(location: str, embedder_name: str) -> list[CollectionInfo]:
+    """Every collection of this embedder in the store, with its document and chunk counts, by name."""
+    client = _client(location)
+    names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    registry = client.get_or_create_collection(f"collections_{embedder_name}", embedding_function=None)
+    got = registry.get(include=["metadatas"])
+    known = {n: _info(n, m or {}) for n, m in zip(got["ids"], got["metadatas"])}
+    prefix = f"docs_{embedder_name}"
+    for n in names:  # a store made before the registry: its default collection has no record yet
+        if n == prefix and DEFAULT_COLLECTION not in known:
+            known[DEFAULT_COLLECTION] = _info(DEFAULT_COLLECTION, {})
+    out = []
+    for name, info in sorted(known.items()):
+        suffix = _suffix(name)
+        if f"docs_{embedder_name}{suffix}" not in names:
+            continue
+        docs = client.get_collection(f"docs_{embedder_name}{suffix}", embedding_function=None).count()
+        chunks = client.get_collection(f"chunks_{embedder_name}{suffix}", embedding_function=None).count()
+        out.append(CollectionInfo(**{**info.__dict__, "n_docs": docs, "n_chunks": chunks}))
+    return out
+
+
+def _open_local(path: Path, settings):
+    """A persistent client; two processes creating one store at once race in Chroma's schema set-up, so opening
+    holds a lock of its own (not the writer lock: a reader must not wait for a long ingest)."""
+    import chromadb
+    from filelock import FileLock
+
+    lock = FileLock(str(path / "rag-open.lock"), timeout=LOCK_WAIT_S)
+    try:
+        lock.acquire()
+    except OSError:  # a read-only store: Chroma will say so itself
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    try:
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    finally:
+        lock.release()
+
+
+class ChunkStore:
+    """Upsert, query and delete the chunks and document records of one collection in Chroma."""
+
+    def __init__(self, location: str, embedder_name: str, collection: str = DEFAULT_COLLECTION) -> None:
         self.location = location
-        client = _client(location)
-        self._chunks = client.get_or_create_collection(
-            f"chunks_{embedder_name}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+        self.collection = check_collection_name(collection)
+        self._embedder_name = embedder_name
+        self._client = _client(location)
+        self._open()
+        self._seen = self.generation()
+
+    def refresh(self) -> bool:
+        """Catch up with writes made by other processes since this store was opened or last refreshed: a local
+        Chroma client keeps its vector indexes in memory and does not see them. True when it reopened."""
+        generation = self.generation()
+        if generation == self._seen:
+            return False
+        if not self.location.startswith(("http://", "https://")):
+            from chromadb.api.client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()  # the next client loads the indexes from disk again
+            self._client = _client(self.location)
+            self._open()
+        self._seen = self.generation()
+        return True
+
+    def _open(self) -> None:
+        suffix, emb = _suffix(self.collection), self._embedder_name
+        self._chunks = self._client.get_or_create_collection(
+            f"chunks_{emb}{suffix}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
-        self._sents = client.get_or_create_collection(
-            f"sents_{embedder_name}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+        self._sents = self._client.get_or_create_collection(
+            f"sents_{emb}{suffix}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
         )
-        self._docs = client.get_or_create_collection(f"docs_{embedder_name}", embedding_function=None)
+        self._docs = self._client.get_or_create_collection(f"docs_{emb}{suffix}", embedding_function=None)
+        self._registry = self._client.get_or_create_collection(f"collections_{emb}", embedding_function=None)
+
+    # --- the registry ----------------------------------------------------------------------------------------
+    def info(self) -> CollectionInfo:
+        """The registry's record of this collection (empty fields before its first ingest)."""
+        got = self._registry.get(ids=[self.collection], include=["metadatas"])
+        return _info(self.collection, (got["metadatas"] or [{}])[0] or {})
+
+    def generation(self) -> int:
+        """Bumped by every write: a reader whose index was built at another generation rebuilds it."""
+        return self.info().generation
+
+    def record(self, **fields) -> CollectionInfo:
+        """Update this collection's registry record (folder, fingerprint, dim, excluded); bumps the generation.
+        Call it while holding `writing()`."""
+        info = self.info()
+        meta: dict = {"folder": info.folder, "fingerprint": info.fingerprint, "dim": info.dim,
+                "generation": info.generation + 1, "ingested_at": info.ingested_at,
+                "excluded": json.dumps(list(info.excluded))}
+        if "excluded" in fields:
+            fields["excluded"] = json.dumps(sorted(set(fields["excluded"])))
+        meta.update(fields)
+        self._registry.upsert(ids=[self.collection], embeddings=[_DOC_VECTOR], documents=[""], metadatas=[meta])
+        self._seen = info.generation + 1
+        return self.info()
+
+    def reset(self) -> None:
+        """Drop this collection's chunks, sentences and records (a new embedding model: everything is re-embedded).
+        Call it while holding `writing()`."""
+        self._delete_collections()
+        self._open()
+
+    def drop(self) -> None:
+        """Delete this collection: its chunks, records and registry entry. Call it while holding `writing()`."""
+        self._delete_collections()
+        self._registry.delete(ids=[self.collection])
+
+    def _delete_collections(self) -> None:
+        suffix, emb = _suffix(self.collection), self._embedder_name
+        names = {c if isinstance(c, str) else c.name for c in self._client.list_collections()}
+        for kind in ("chunks", "sents", "docs"):
+            if f"{kind}_{emb}{suffix}" in names:
+                self._client.delete_collection(f"{kind}_{emb}{suffix}")
+
+    def lock_path(self) -> Path:
+        if self.location.startswith(("http://", "https://")):
+            tag = hashlib.sha256(self.location.encode()).hexdigest()[:16]
+            return Path(tempfile.gettempdir()) / f"rag-store-{tag}.lock"
+        return Path(self.location).expanduser() / "rag-writer.lock"
+
+    @contextmanager
+    def writing(self, wait: float = LOCK_WAIT_S):
+        """Hold the store's writer lock: one writer at a time, in any process of this machine."""
+        from filelock import FileLock, Timeout
+
+        path = self.lock_path()
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0.05)
+        except OSError as e:  # a read-only store folder
+            raise SetupError(f"writing to the store at {self.location} failed (cannot create the lock {path}: "
+                             f"{e.strerror}): fix permissions on the store folder, then run `rag ingest` again "
+                             "(the old index still answers)") from None
+        except Timeout:
+            log.warning("another process is writing to the store (lock %s); waiting for it", path)
+            t0 = time.monotonic()
+            try:
+                lock.acquire(timeout=max(0.0, wait - (time.monotonic() - t0)))
+            except Timeout:
+                raise SetupError(f"another process has been writing to the store for over {wait:.0f}s (lock "
+                                 f"{path}): wait for it, or delete that file if no `rag ingest` or UI is "
+                                 "running") from None
+        try:
+            self.refresh()  # another process wrote since: write on top of what it wrote, not of a stale view
+            yield
+        finally:
+            lock.release()
 
     # --- documents -------------------------------------------------------------------------------------------
     def doc_records(self, with_text: bool = False) -> dict[str, DocRecord]:
@@ -106,7 +317,8 @@ class ChunkStore:
                 doc_id=doc_id, path=meta.get("path", ""), title=meta.get("title", doc_id),
                 author=meta.get("author", ""), date=meta.get("date", ""), content_hash=meta.get("hash", ""),
                 n_chunks=int(meta.get("n_chunks", 0)), ingested_at=float(meta.get("ingested_at", 0.0)),
-                text=text or "", pending=bool(meta.get("pending", False)),
+                text=text or "", pending=bool(meta.get("pending", False)), format=meta.get("format", ""),
+                pages=int(meta.get("pages", 0)),
             )
         return out
 
@@ -116,7 +328,7 @@ class ChunkStore:
     def put_doc(self, record: DocRecord) -> None:
         meta = {"path": record.path, "title": record.title, "author": record.author, "date": record.date,
                 "hash": record.content_hash, "n_chunks": record.n_chunks, "ingested_at": record.ingested_at,
-                "pending": False}
+                "pending": False, "format": record.format, "pages": record.pages}
         self._docs.upsert(ids=[record.doc_id], embeddings=[_DOC_VECTOR], documents=[record.text], metadatas=[meta])
 
     def delete_doc(self, doc_id: str) -> None:
@@ -138,6 +350,26 @@ class ChunkStore:
             self._sents.delete(where={"chunk_id": {"$in": list(chunk_ids)}})
             self._chunks.delete(ids=list(chunk_ids))
 
+    def sweep(self, records: dict[str, DocRecord]) -> int:
+        """Delete the chunks of no current version (a cleanup that failed, a kill between two writes); cheap when
+        there are none: the chunk count is compared with the records' first. Returns how many went."""
+        if self.count() == sum(r.n_chunks for r in records.values() if not r.pending):
+            return 0
+        ids: list[str] = []
+        offset = 0
+        while True:
+            got = self._chunks.get(include=["metadatas"], limit=5000, offset=offset)
+            if not got["ids"]:
+                break
+            ids += [cid for cid, m in zip(got["ids"], got["metadatas"])
+                    if not is_current(cid, records.get(m["doc_id"]))]
+            offset += len(got["ids"])
+        self.delete_ids(ids)
+        for doc_id, rec in records.items():
+            if rec.pending:  # a new document whose ingest never finished: its record goes too
+                self._docs.delete(ids=[doc_id])
+        return len(ids)
+
     # --- chunks ----------------------------------------------------------------------------------------------
     def add_chunks(self, ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[dict]) -> None:
         self._chunks.upsert(ids=ids, embeddings=vectors.tolist(), documents=texts, metadatas=metas)
@@ -152,21 +384,23 @@ class ChunkStore:
         got = self._sents.get(where={"chunk_id": {"$in": list(chunk_ids)}}, include=["metadatas", "embeddings"])
         return got["metadatas"], np.asarray(got["embeddings"], dtype=np.float32)
 
-    def query(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
-        """(chunk id, cosine similarity) of the k nearest chunks."""
+    def query(self, vector: np.ndarray, k: int, documents: list[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity) of the k nearest chunks (of these documents, when given)."""
         n = self.count()
-        if n == 0:
+        if n == 0 or documents is not None and not documents:
             return []
-        got = self._chunks.query(query_embeddings=[vector.tolist()], n_results=min(k, n), include=["distances"])
+        got = self._chunks.query(query_embeddings=[vector.tolist()], n_results=min(k, n), include=["distances"],
+                                 where=_among(documents))
         return [(cid, 1.0 - float(d)) for cid, d in zip(got["ids"][0], got["distances"][0])]
 
-    def query_sentences(self, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def query_sentences(self, vector: np.ndarray, k: int,
+                        documents: list[str] | None = None) -> list[tuple[str, float]]:
         """(chunk id, cosine similarity) of the chunks holding the k sentences nearest the vector, best first."""
         n = self._sents.count()
-        if n == 0:
+        if n == 0 or documents is not None and not documents:
             return []
         got = self._sents.query(query_embeddings=[vector.tolist()], n_results=min(k, n),
-                                include=["metadatas", "distances"])
+                                include=["metadatas", "distances"], where=_among(documents))
         return [(m["chunk_id"], 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0])]
 
     def all_chunks(self, page: int = 5000) -> tuple[list[str], list[str], list[dict]]:

@@ -14,11 +14,13 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ingest.embed import get_embedder
-from ingest.errors import SetupError, UserError
+from ingest.errors import OtherFolder, SetupError, UserError
+from ingest.loaders import MAX_FILE_BYTES, SUFFIXES
 from ingest.pipeline import IngestReport, Progress, sync
-from ingest.store import ChunkStore, DocRecord
+from ingest.store import DEFAULT_COLLECTION, ChunkStore, DocRecord
 from rag import condense, policy
 from rag.condense import Standalone
 from rag.llm import LLM, Message, check_llm_id, get_llm
@@ -112,6 +114,18 @@ def clean_question(question: str, max_chars: int) -> str:
     return text
 
 
+def safe_file_name(name: str) -> str:
+    """An uploaded file's name as it may be stored: its last path part only (no `..`, no absolute path, no hidden
+    file), of a kind ingest reads. Anything else is a UserError."""
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1].strip()
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C")
+    if not base or base in (".", "..") or base.startswith("."):
+        raise UserError(f"{name!r} is not a file name that can be stored")
+    if Path(base).suffix.lower() not in SUFFIXES:
+        raise UserError(f"{base}: only {', '.join(sorted(SUFFIXES))} files can be added")
+    return base
+
+
 def _history_text(history: list[Message] | None) -> str:
     """The previous user questions, most recent last: what a follow-up leans on."""
     if not history:
@@ -127,38 +141,66 @@ class Pipeline:
         check_llm_id(settings.llm)  # a misspelt model id fails now, not after retrieval
         self.settings = settings
         self.embedder = get_embedder(settings.embedder)
-        self.store = ChunkStore(settings.store_location, self.embedder.name)
+        self.store = ChunkStore(settings.store_location, self.embedder.name, settings.collection_name)
         self.judge = SupportJudge(self.embedder, threshold=settings.support_threshold)
         self._retriever: Retriever | None = None
+        self._generation = -1  # the store generation the retriever was built at
         self._meaning: MeaningJudge | None = None
         self._synced = False
         self._lock = threading.RLock()
         self.last_ingest: IngestReport | None = None
 
     # --- corpus ----------------------------------------------------------------------------------------------
-    def ingest(self, progress: Progress | None = None) -> IngestReport:
+    def folder(self) -> Path:
+        """The folder this collection mirrors: the corpus asked for, else the one the store has on record."""
+        s = self.settings
+        if s.corpus_given:
+            return Path(s.corpus).expanduser()
+        recorded = self.store.info().folder
+        if recorded:
+            return Path(recorded)
+        if s.collection_name == DEFAULT_COLLECTION:
+            return Path(s.corpus).expanduser()
+        raise UserError(f"collection {s.collection_name!r} does not exist yet: create it with "
+                        f"`rag ingest FOLDER --collection {s.collection_name}`")
+
+    def ingest(self, progress: Progress | None = None, *, repoint: bool = False, rebuild: bool = False) -> IngestReport:
+        """Bring the collection in line with its folder: embed what is new or changed, drop what is gone."""
+        return self._sync(progress, remove=True, repoint=repoint, rebuild=rebuild)
+
+    def _sync(self, progress: Progress | None = None, **how) -> IngestReport:
         with self._lock:
-            report = sync(self.settings.corpus, self.store, self.embedder, progress=progress)
+            try:
+                report = sync(self.folder(), self.store, self.embedder, progress=progress, **how)
+            except BaseException:
+                self._retriever = None  # a write that failed half-way changed chunk ids: rebuild from the store
+                raise
             self._synced = True
             self.last_ingest = report
-            if report.added or report.changed or report.removed or self._retriever is None:
+            if report.added or report.changed or report.removed or report.reembedded:
                 self._retriever = None
             return report
 
     def retriever(self) -> Retriever:
+        """The index for the collection as it stands. On first use, new and changed files of its folder are added
+        (a question never deletes anything); it is rebuilt whenever the store's generation moved on, by an ingest
+        in this process or another."""
         with self._lock:
             if not self._synced:
                 try:
-                    self.ingest()
-                except SetupError as e:
-                    if not self._has_index():
+                    self._sync(remove=False)
+                except (SetupError, UserError) as e:
+                    if isinstance(e, OtherFolder) or not self._has_index():
                         raise
-                    # The folder changed but the store cannot take it (full disk, read-only): answer from the
-                    # index as it stands rather than not at all; `rag ingest` and the UI's button show the error.
+                    # The folder changed but the store cannot take it (full disk, read-only, folder gone): answer
+                    # from the index as it stands rather than not at all; `rag ingest` and the UI show the error.
                     log.warning("%s; answering from the index as it was", e)
                     self._synced = True
-            if self._retriever is None:
+            generation = self.store.generation()
+            if self._retriever is None or generation != self._generation:
+                self.store.refresh()
                 self._retriever = Retriever(self.store, self.embedder)
+                self._generation = generation
             return self._retriever
 
     def _has_index(self) -> bool:
@@ -170,6 +212,44 @@ class Pipeline:
     def documents(self) -> dict[str, DocRecord]:
         with self._lock:  # not while an ingest is rewriting the store
             return self.store.doc_records(with_text=True)
+
+    def add_files(self, files: list[tuple[str, bytes]], progress: Progress | None = None) -> IngestReport:
+        """Store uploaded files (name, content) in the collection's folder, then ingest it. A name keeps only its
+        last path part, so `../x` or `/etc/x` lands inside the folder; a file over the size limit, or of a kind
+        ingest does not read, is refused before anything is written. A removed document that is uploaded again
+        comes back."""
+        folder = self.folder()
+        names = []
+        for name, data in files:
+            safe = safe_file_name(name)
+            if len(data) > MAX_FILE_BYTES:
+                raise UserError(f"{safe} is {len(data) / 2**20:.1f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB")
+            names.append((safe, data))
+        with self._lock:
+            folder.mkdir(parents=True, exist_ok=True)
+            root = folder.resolve()
+            for safe, data in names:
+                target = (folder / safe).resolve()
+                if target.parent != root:  # unreachable after safe_file_name; kept as the guarantee's last line
+                    raise UserError(f"{safe!r} would be stored outside the collection's folder")
+                tmp = target.with_name(f".{target.name}.part")
+                tmp.write_bytes(data)
+                tmp.replace(target)  # a half-written upload is never read by an ingest
+            back = {Path(n).stem for n, _ in names} & set(self.store.info().excluded)
+            if back:
+                with self.store.writing():
+                    self.store.record(excluded=set(self.store.info().excluded) - back)
+            return self.ingest(progress)
+
+    def remove_document(self, doc_id: str) -> None:
+        """Take a document out of the collection: its chunks and record go, and later ingests leave it out. Its
+        file stays where it is (upload it again, or ingest with --rebuild, to bring it back)."""
+        with self._lock:
+            self._known([doc_id])
+            with self.store.writing():
+                self.store.delete_doc(doc_id)
+                self.store.record(excluded=set(self.store.info().excluded) | {doc_id})
+            self._retriever = None
 
     def meaning(self, llm: LLM) -> MeaningJudge | None:
         """The meaning judge over this model, when the settings ask for it and the backend can give P(yes)."""
@@ -190,10 +270,10 @@ class Pipeline:
         return condense.standalone(question, history, llm, SYSTEM_PROMPT, self.settings.seed)
 
     def retrieve(self, question: str, history: list[Message] | None = None, context: str | None = None,
-                 max_sources: int | None = None) -> Retrieval:
+                 max_sources: int | None = None, documents: list[str] | None = None) -> Retrieval:
         """The numbered passages for a question; `context` (default: the earlier questions of `history`) joins the
         query. `max_sources` asks for another number than the prompt takes (a search), with the character budget
-        scaled to match."""
+        scaled to match. `documents` (doc ids of this collection) keeps every search to those documents."""
         query = f"{_history_text(history) if context is None else context} {question}".strip()
         s = self.settings
         top_k, n, budget = s.top_k, s.max_sources, s.context_chars
@@ -202,7 +282,25 @@ class Pipeline:
         # Under the lock that ingest() holds: a store that is being rewritten can lose a chunk between the two
         # searches and the sentence lookup (Chroma then raises), or pair a new offset with an old text.
         with self._lock:
-            return self.retriever().retrieve(query, top_k, n, budget)
+            retriever = self.retriever()
+            if documents is not None:
+                documents = self._known(documents)
+            return retriever.retrieve(query, top_k, n, budget, documents)
+
+    def _known(self, documents: list[str]) -> list[str]:
+        """The scope as a list of this collection's doc ids; an unknown id is a UserError that names the close ones."""
+        import difflib
+
+        if isinstance(documents, str) or not all(isinstance(d, str) for d in documents):
+            raise UserError("documents must be a list of document ids (Pipeline.documents() lists them)")
+        known = set(self.store.doc_records())
+        for d in documents:
+            if d not in known:
+                close = difflib.get_close_matches(d, sorted(known), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise UserError(f"no document {d!r} in collection {self.store.collection!r}: {hint}"
+                                "Pipeline.documents() lists them")
+        return sorted(set(documents))
 
     def messages(self, question: str, sources: list[Source]) -> list[Message]:
         lines = [f"[{s.number}] {' '.join(s.text.split())}" for s in sources]
@@ -230,16 +328,17 @@ class Pipeline:
                         f"{keep_chars:,} characters")
 
     def stream(self, question: str, history: list[Message] | None = None, *,
-               cancel: threading.Event | None = None) -> Iterator[str | Answer]:
+               cancel: threading.Event | None = None, documents: list[str] | None = None) -> Iterator[str | Answer]:
         """Text deltas as the model writes them, then the verified `Answer` (whose text may differ: repaired).
 
         Once `cancel` is set (the reader went away), it stops: no model call, or no more tokens, and no Answer.
+        `documents` (doc ids) scopes the question to those documents of the collection.
         """
         s = self.settings
         t0 = time.perf_counter()
         question = clean_question(question, s.max_question_chars)
         asked = self.standalone(question, history)
-        retrieval = self.retrieve(asked.question, context=asked.retrieval_context)
+        retrieval = self.retrieve(asked.question, context=asked.retrieval_context, documents=documents)
         t_retrieved = time.perf_counter()
         timings = {"retrieve": t_retrieved - t0, "first_token": 0.0, "generate": 0.0, "verify": 0.0}
         if not policy.worth_asking(bool(retrieval.sources), retrieval.best_similarity, retrieval.best_overlap,
@@ -296,8 +395,9 @@ class Pipeline:
                       timings=_rounded(timings), sources=[_as_citation(x, x.number) for x in sources],
                       prompt_tokens=prompt_tokens, model=model, standalone=asked.question, attempts=attempt + 1)
 
-    def ask(self, question: str, history: list[Message] | None = None) -> Answer:
-        for item in self.stream(question, history):
+    def ask(self, question: str, history: list[Message] | None = None,
+            documents: list[str] | None = None) -> Answer:
+        for item in self.stream(question, history, documents=documents):
             if isinstance(item, Answer):
                 return item
         raise AssertionError("stream() ended without an Answer")  # unreachable: stream always ends with one
@@ -354,17 +454,18 @@ def pipeline(settings: Settings | None = None, **overrides) -> Pipeline:
         return _pipelines[settings]
 
 
-def ask(question: str, *, history: list[Message] | None = None, settings: Settings | None = None,
-        **overrides) -> Answer:
+def ask(question: str, *, history: list[Message] | None = None, documents: list[str] | None = None,
+        settings: Settings | None = None, **overrides) -> Answer:
     """Answer a question about the corpus with verified citations; abstains when the articles do not say.
 
-    `history` is the chat so far as [{"role": "user" | "assistant", "content": ...}]; `settings` (or keyword
-    overrides such as llm="ollama:qwen2.5:1.5b", corpus="my/articles", top_k=6) choose what is used.
+    `history` is the chat so far as [{"role": "user" | "assistant", "content": ...}]; `documents` (doc ids) keeps
+    the question to those documents; `settings` (or keyword overrides such as llm="ollama:qwen2.5:1.5b",
+    corpus="my/articles", collection="news", top_k=6) choose what is used.
     """
-    return pipeline(settings, **overrides).ask(question, history)
+    return pipeline(settings, **overrides).ask(question, history, documents)
 
 
-def stream(question: str, *, history: list[Message] | None = None, settings: Settings | None = None,
-           **overrides) -> Iterator[str | Answer]:
+def stream(question: str, *, history: list[Message] | None = None, documents: list[str] | None = None,
+           settings: Settings | None = None, **overrides) -> Iterator[str | Answer]:
     """Like `ask()`, but yields text deltas as they are generated, then the final verified `Answer`."""
-    return pipeline(settings, **overrides).stream(question, history)
+    return pipeline(settings, **overrides).stream(question, history, documents=documents)

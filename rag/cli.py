@@ -80,6 +80,8 @@ class _Group(click.Group):
 
 
 store_option = click.option("--store", help="store folder, or http://HOST:PORT for a Chroma server [RAG_STORE]")
+collection_option = click.option("--collection", help="collection name (default: named after the folder; 'default' "
+                                 "for the bundled corpus) [RAG_COLLECTION]")
 llm_option = click.option("--llm", help="model id: llamacpp:default, llamacpp:small, llamacpp:PATH, ollama:MODEL, fake")
 
 
@@ -94,13 +96,18 @@ def main(verbose: bool) -> None:
 @main.command()
 @click.argument("corpus", required=False, type=click.Path(path_type=Path))
 @store_option
-def ingest(corpus: Path | None, store: str | None) -> None:
-    """Embed the articles in CORPUS (default: the bundled corpus) into the store."""
+@collection_option
+@click.option("--repoint", is_flag=True, help="let the collection mirror CORPUS instead of the folder it mirrors")
+@click.option("--rebuild", is_flag=True, help="embed every document again from scratch")
+def ingest(corpus: Path | None, store: str | None, collection: str | None, repoint: bool, rebuild: bool) -> None:
+    """Embed the articles in CORPUS (default: the collection's folder, or the bundled corpus) into the store.
+
+    Each collection mirrors one folder: new and changed files are embedded, deleted ones removed."""
     from tqdm import tqdm
 
     from rag.answer import Pipeline
 
-    pipe = Pipeline(settings_from(corpus=corpus, store=store))
+    pipe = Pipeline(settings_from(corpus=corpus, store=store, collection=collection))
     bar = None
 
     def progress(done: int, total: int, doc_id: str) -> None:
@@ -111,12 +118,17 @@ def ingest(corpus: Path | None, store: str | None) -> None:
         bar.set_postfix_str(doc_id, refresh=True)
 
     try:
-        report = pipe.ingest(progress=progress)
+        report = pipe.ingest(progress=progress, repoint=repoint, rebuild=rebuild)
     finally:
         if bar is not None:
             bar.close()
     for message in report.skipped:
         click.echo(f"warning: {message}", err=True)
+    for doc_id in report.kept:
+        click.echo(f"warning: {doc_id}: its file cannot be read now; its last good version stays", err=True)
+    if report.reembedded:
+        click.echo("note: embedded every document again (a new embedding model, or --rebuild)", err=True)
+    click.echo(f"collection {pipe.store.collection!r} mirrors {pipe.folder()}", err=True)
     for label, ids in (("added", report.added), ("changed", report.changed), ("removed", report.removed)):
         for doc_id in ids:
             click.echo(f"{label}: {doc_id}")
@@ -126,17 +138,19 @@ def ingest(corpus: Path | None, store: str | None) -> None:
 @main.command()
 @click.argument("question")
 @click.option("--corpus", type=click.Path(path_type=Path), help="folder of articles [RAG_CORPUS]")
+@collection_option
 @store_option
 @llm_option
 @click.option("--top-k", type=int, help="chunks retrieved per search [RAG_TOP_K]")
+@click.option("--doc", "docs", multiple=True, help="only this document (a doc id; repeat for several)")
 @click.option("--json", "as_json", is_flag=True, help="print the whole Answer as JSON")
-def ask(question: str, corpus, store, llm, top_k, as_json: bool) -> None:
+def ask(question: str, corpus, collection, store, llm, top_k, docs, as_json: bool) -> None:
     """Answer QUESTION from the articles, streaming, then list the numbered citations."""
     from rag.answer import Answer, pipeline
 
-    pipe = pipeline(settings_from(corpus=corpus, store=store, llm=llm, top_k=top_k))
+    pipe = pipeline(settings_from(corpus=corpus, collection=collection, store=store, llm=llm, top_k=top_k))
     answer = None
-    for item in pipe.stream(question):
+    for item in pipe.stream(question, documents=list(docs) or None):
         if isinstance(item, Answer):
             answer = item
         elif not as_json and sys.stdout.isatty():
@@ -162,6 +176,24 @@ def ask(question: str, corpus, store, llm, top_k, as_json: bool) -> None:
     t = answer.timings
     click.echo(f"\n{answer.model or 'no model call'} · retrieve {t.get('retrieve', 0):.2f}s · first token "
                f"{t.get('first_token', 0):.2f}s · total {t.get('total', 0):.2f}s", err=True)
+
+
+@main.command("collections")
+@store_option
+def collections_command(store: str | None) -> None:
+    """List the store's collections: name, folder, documents, chunks and last ingest."""
+    import time
+
+    from ingest.embed import get_embedder
+    from ingest.store import list_collections
+
+    s = settings_from(store=store)
+    found = list_collections(s.store_location, get_embedder(s.embedder).name)
+    if not found:
+        click.echo("no collections yet: `rag ingest DIR` makes one")
+    for c in found:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.ingested_at)) if c.ingested_at else "never"
+        click.echo(f"{c.name}\t{c.n_docs} documents\t{c.n_chunks} chunks\tlast ingest {when}\t{c.folder or '-'}")
 
 
 if __name__ == "__main__":

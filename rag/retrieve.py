@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
-from ingest.store import ChunkStore
+from ingest.store import ChunkStore, is_current
 from rag.guard import addresses_the_model
 from rag.support import STOPWORDS, content_words, stemmer
 
@@ -77,8 +77,18 @@ class Retriever:
 
         self.store = store
         self.embedder = embedder
-        self.ids, self.texts, self.metas = store.all_chunks()
+        records = store.doc_records(with_text=True)
+        # Only the chunks of whole, current versions: a pending document's or an old version's chunks that a failed
+        # cleanup left behind are never served.
+        ids, texts, metas = store.all_chunks()
+        live = [i for i, (cid, m) in enumerate(zip(ids, metas)) if is_current(cid, records.get(str(m.get("doc_id"))))]
+        self.ids = [ids[i] for i in live]
+        self.texts = [texts[i] for i in live]
+        self.metas = [metas[i] for i in live]
         self._pos = {cid: i for i, cid in enumerate(self.ids)}
+        self._doc_rows: dict[str, list[int]] = {}
+        for i, m in enumerate(self.metas):
+            self._doc_rows.setdefault(m["doc_id"], []).append(i)
         self._stem = stemmer()
         self._bm25 = bm25s.BM25()
         if self.ids:
@@ -94,7 +104,7 @@ class Retriever:
         self._warned: set[str] = set()
         # Every word of every document, bylines and titles included, and their 4-letter prefixes (for knows()).
         found: set[str] = set()
-        for rec in store.doc_records(with_text=True).values():
+        for rec in records.values():
             found.update(_WORD.findall(f"{rec.title} {rec.author} {rec.text}".lower()))
         self._words = {w.strip(".-") for w in found}
         self._prefixes = {w[:4] for w in self._words if len(w) >= 4}
@@ -107,27 +117,42 @@ class Retriever:
             return True
         return w in self._words or (len(w) >= 5 and w[:4] in self._prefixes)
 
-    def _lexical(self, query: str, k: int) -> list[str]:
+    def _lexical(self, query: str, k: int, documents: list[str] | None = None) -> list[str]:
         import bm25s
+        import numpy as np
 
         if not self.ids:
             return []
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stem, show_progress=False)
         if not tokens.vocab:
             return []
+        mask = None
+        if documents is not None:  # the same scope as the dense searches' `where`
+            rows = [i for d in documents for i in self._doc_rows.get(d, [])]
+            if not rows:
+                return []
+            mask = np.zeros(len(self.ids), dtype=np.float32)
+            mask[rows] = 1.0
+            k = min(k, len(rows))
         with self._lock:
-            docs, scores = self._bm25.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False, n_threads=1)
+            docs, scores = self._bm25.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False, n_threads=1,
+                                               weight_mask=mask)
         return [self.ids[int(d)] for d, s in zip(docs[0], scores[0]) if s > 0]
 
-    def retrieve(self, query: str, top_k: int, max_sources: int, budget_chars: int) -> Retrieval:
+    def retrieve(self, query: str, top_k: int, max_sources: int, budget_chars: int,
+                 documents: list[str] | None = None) -> Retrieval:
+        """The numbered sources for a query; `documents` (doc ids) limits every search to those documents."""
         qvec = self.embedder.embed([query])[0]
-        # Each search looks further than top_k so that one document cannot fill its list (see _diverse).
-        dense = self.store.query(qvec, top_k * DIVERSITY_REACH)
-        lexical = self._diverse(self._lexical(query, top_k * DIVERSITY_REACH), top_k)
+        # Each search looks further than top_k so that one document cannot fill its list (see _diverse). Hits on
+        # chunks this index does not hold (written by an ingest after it was built) are left out.
+        dense = [d for d in self.store.query(qvec, top_k * DIVERSITY_REACH, documents) if d[0] in self._pos]
+        lexical = self._diverse(self._lexical(query, top_k * DIVERSITY_REACH, documents), top_k)
         dense = [d for d in dense if d[0] in set(self._diverse([cid for cid, _ in dense], top_k))]
         # Sentences are searched too: a paraphrased question often matches one sentence of a chunk whose other
         # sentences pull the chunk's own vector away from it.
-        by_sentence = list(dict.fromkeys(cid for cid, _ in self.store.query_sentences(qvec, SENTENCE_HITS * top_k)))
+        by_sentence = list(dict.fromkeys(cid for cid, _ in self.store.query_sentences(qvec, SENTENCE_HITS * top_k,
+                                                                                      documents)
+                                         if cid in self._pos))
         fused: dict[str, float] = {}
         for ranking in ([cid for cid, _ in dense], lexical, by_sentence):
             for rank, cid in enumerate(ranking):

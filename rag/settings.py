@@ -2,7 +2,8 @@
 
 | field      | env var        | default                                  |
 |------------|----------------|------------------------------------------|
-| corpus     | RAG_CORPUS     | the bundled `data/corpus/`               |
+| corpus     | RAG_CORPUS     | the bundled `data/corpus/` (or the collection's folder) |
+| collection | RAG_COLLECTION | named after the corpus folder; `default` for the bundled one |
 | store      | RAG_STORE      | `<home>/store` (or `http://HOST:PORT`)    |
 | llm        | RAG_LLM        | `llamacpp:default`                       |
 | embedder   | RAG_EMBEDDER   | `minilm`                                 |
@@ -15,14 +16,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ingest.store import DEFAULT_COLLECTION, check_collection_name, collection_slug
 from rag import policy
 
 BUNDLED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 DEFAULT_HOME = Path("~/.cache/rag-news").expanduser()
 
-_ENV = {"corpus": "RAG_CORPUS", "store": "RAG_STORE", "llm": "RAG_LLM", "embedder": "RAG_EMBEDDER",
+_ENV = {"corpus": "RAG_CORPUS", "collection": "RAG_COLLECTION", "store": "RAG_STORE", "llm": "RAG_LLM",
+        "embedder": "RAG_EMBEDDER",
         "top_k": "RAG_TOP_K", "home": "RAG_HOME"}
 
 
@@ -30,6 +33,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     corpus: Path = BUNDLED_CORPUS
+    collection: str = ""  # empty: named after the corpus folder ("default" for the bundled corpus)
     store: str = ""  # empty: <home>/store
     llm: str = "llamacpp:default"
     embedder: str = "minilm"
@@ -52,6 +56,25 @@ class Settings(BaseModel):
     max_question_chars: int = 4000
     meaning_judge: bool = Field(False, description="after the word-overlap judge, ask the model whether each kept "
                                 "source says what the sentence says (llama.cpp backend only; one short prompt each)")
+
+    @field_validator("collection")
+    @classmethod
+    def _named(cls, value: str) -> str:
+        return check_collection_name(value) if value else value
+
+    @property
+    def collection_name(self) -> str:
+        """The collection these settings answer from: the one named, else one named after the corpus folder."""
+        if self.collection:
+            return self.collection
+        if Path(self.corpus).expanduser().resolve() == BUNDLED_CORPUS:
+            return DEFAULT_COLLECTION
+        return collection_slug(Path(self.corpus).expanduser().resolve())
+
+    @property
+    def corpus_given(self) -> bool:
+        """Was a corpus folder asked for (else a named collection answers from the folder it mirrors)?"""
+        return "corpus" in self.model_fields_set
 
     @property
     def store_location(self) -> str:

@@ -26,6 +26,8 @@ from ui.api import serve
 
 from .conftest import ROOT, free_port, require
 
+MODEL = "corpus"  # the collection the test settings answer from: named after their corpus folder
+
 openai = pytest.importorskip("openai")
 
 KEY = "test-key-123"
@@ -53,9 +55,9 @@ def _client(api, key: str = KEY):
     return openai.OpenAI(base_url=api.url, api_key=key, max_retries=0, timeout=60)
 
 
-def _ask(client, question: str, history: list | None = None, **kwargs):
+def _ask(client, question: str, history: list | None = None, model: str = MODEL, **kwargs):
     messages = [*(history or []), {"role": "user", "content": question}]
-    return client.chat.completions.create(model="default", messages=messages, **kwargs)
+    return client.chat.completions.create(model=model, messages=messages, **kwargs)
 
 
 def _check_spans(settings: Settings, passages: list[dict]) -> None:
@@ -79,8 +81,8 @@ def _seen(rag: dict) -> dict:
 
 def test_models_are_the_collections(api):
     client = _client(api)
-    assert [m.id for m in client.models.list()] == ["default"]
-    assert client.models.retrieve("default").owned_by == "rag-news"
+    assert [m.id for m in client.models.list()] == [MODEL]
+    assert client.models.retrieve(MODEL).owned_by == "rag-news"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope")
 
@@ -95,7 +97,7 @@ def test_one_answer_carries_the_verified_text_and_the_rag_extras(api, settings):
     assert _seen(rag) == _extras(expected) and rag["citations"] and not rag["abstained"]
     assert all("page" in c for c in rag["citations"])
     _check_spans(settings, rag["citations"])
-    assert reply.model == "default" and reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
+    assert reply.model == MODEL and reply.object == "chat.completion" and reply.id.startswith("chatcmpl-")
     assert reply.usage.prompt_tokens == expected.prompt_tokens > 0
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
@@ -114,7 +116,7 @@ def test_a_streamed_answer_is_the_same_answer_in_openai_chunks(api, settings):
     assert chunks[-1].choices == [] and chunks[-1].usage.prompt_tokens == expected.prompt_tokens
 
     # On the wire: server-sent events ending with OpenAI's terminator.
-    body = {"model": "default", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
     with httpx.stream("POST", f"{api.url}/chat/completions", json=body, timeout=60,
                       headers={"Authorization": f"Bearer {KEY}"}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
@@ -158,7 +160,7 @@ def test_errors_have_openai_shape_and_the_cli_messages(api):
     client = _client(api)
     with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": QUESTION}])
-    assert e.value.body["message"] == "unknown collection 'nope': use one of: default"
+    assert e.value.body["message"] == "unknown collection 'nope': use one of: corpus"
     assert e.value.body["code"] == "model_not_found"
     with pytest.raises(openai.BadRequestError) as e:
         _ask(client, "   ")
@@ -167,10 +169,10 @@ def test_errors_have_openai_shape_and_the_cli_messages(api):
         _ask(client, "x" * 4001, stream=True)  # a stream fails before it starts, with its status
     assert e.value.body["message"].startswith("the question is 4,001 characters long")
     with pytest.raises(openai.BadRequestError) as e:
-        client.chat.completions.create(model="default", messages=[{"role": "assistant", "content": "Hi"}])
+        client.chat.completions.create(model=MODEL, messages=[{"role": "assistant", "content": "Hi"}])
     assert "the last message must be the question" in e.value.body["message"]
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(model="default", messages="not a list")  # type: ignore[arg-type]
+        client.chat.completions.create(model=MODEL, messages="not a list")  # type: ignore[arg-type]
 
 
 def test_a_backend_that_is_not_ready_is_503_and_a_failure_mid_stream_an_error_event(api, monkeypatch):
@@ -278,7 +280,8 @@ def test_the_real_model_answers_through_the_api(tmp_path: Path):
     settings = Settings(store=str(tmp_path / "store"), llm="llamacpp:default", embedder="minilm")
     running = serve(settings, port=0, block=False)
     try:
-        reply = _ask(openai.OpenAI(base_url=running.url, api_key="unused", max_retries=0, timeout=300), QUESTION)
+        reply = _ask(openai.OpenAI(base_url=running.url, api_key="unused", max_retries=0, timeout=300), QUESTION,
+                     model="default")  # the bundled corpus is the default collection
     finally:
         running.close()
     message = reply.choices[0].message

@@ -259,7 +259,7 @@ def _wrong_dimension_store(settings) -> None:
     from chromadb.config import Settings as ChromaSettings
 
     client = chromadb.PersistentClient(path=settings.store, settings=ChromaSettings(anonymized_telemetry=False))
-    chunks = client.get_or_create_collection("chunks_fake", configuration={"hnsw": {"space": "cosine"}},
+    chunks = client.get_or_create_collection(f"chunks_fake__{settings.collection_name}", configuration={"hnsw": {"space": "cosine"}},
                                              embedding_function=None)
     chunks.upsert(ids=["x::h::0"], embeddings=[[1.0, 0.0, 0.0]], documents=["Bitcoin slid to $66,000 after the leak."],
                   metadatas=[{"doc_id": "x", "start": 0, "end": 1}])
@@ -273,10 +273,7 @@ def test_unexpected_errors_are_one_line_in_the_cli_and_a_traceback_only_with_v(s
     runner = CliRunner()
     _wrong_dimension_store(settings)
     line = _one_line_error(runner.invoke(main, ["ask", BITCOIN], env=_cli_env(settings)), "error: ")
-    assert "dimension" in line and "run with -v for the traceback" in line, line
-    verbose = runner.invoke(main, ["-v", "ask", BITCOIN], env=_cli_env(settings))
-    assert verbose.exit_code == 1 and isinstance(verbose.exception, SystemExit)
-    assert "Traceback (most recent call last)" in verbose.output and "dimension" in verbose.output.splitlines()[-1]
+    assert "dimension" in line and "rag ingest --rebuild" in line, line  # a store error, by its cause
 
     # A collection that went away under us (chromadb's own error type).
     from chromadb.errors import NotFoundError
@@ -289,6 +286,9 @@ def test_unexpected_errors_are_one_line_in_the_cli_and_a_traceback_only_with_v(s
     monkeypatch.setattr(ChunkStore, "count", gone)
     asked = runner.invoke(main, ["ask", "--store", settings.store + "-2", BITCOIN], env=_cli_env(settings))
     _one_line_error(asked, "error: unexpected NotFoundError: Collection [chunks_fake] does not exist (run with -v")
+    verbose = runner.invoke(main, ["-v", "ask", "--store", settings.store + "-2", BITCOIN], env=_cli_env(settings))
+    assert verbose.exit_code == 1 and isinstance(verbose.exception, SystemExit)
+    assert "Traceback (most recent call last)" in verbose.output and "does not exist" in verbose.output.splitlines()[-1]
 
 
 @pytest.mark.parametrize("host", ["ftp://127.0.0.1:1", "http://127.0.0.1:99999"])

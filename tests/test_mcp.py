@@ -103,7 +103,7 @@ def test_search_calls_no_model_and_errors_are_tool_errors_with_the_cli_message(s
     assert any("Capybara" in p["quote"] for p in found.structured_content["passages"])
     assert no_model.is_error and "no GGUF file at /nonexistent/model.gguf" in no_model.content[0].text
     assert empty.is_error and "the question is empty: type a question about the articles" in empty.content[0].text
-    assert unknown.is_error and "unknown collection 'nope': use one of: default" in unknown.content[0].text
+    assert unknown.is_error and "unknown collection 'nope': use one of: corpus" in unknown.content[0].text
     assert bad_k.is_error
 
 

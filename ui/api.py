@@ -39,7 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ingest.errors import RagError, SetupError, UserError
 from rag import Answer, Settings, pipeline
 from rag.extras import RagExtras
-from ui.collections import DEFAULT, UnknownCollection, collection_settings, collections
+from ui.collections import UnknownCollection, collection_settings, collections
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # the OpenAI parameters we do not use are accepted, and ignored
 
-    model: str = DEFAULT
+    model: str = ""  # a collection name; "" is the configured one
     messages: list[ChatMessage]
     stream: bool = False
     stream_options: dict | None = None

@@ -1,35 +1,47 @@
-"""Which collections the servers offer (the API's models, the MCP tools' `collection`), and the settings of each.
+"""Which collections the servers offer (the API's models, the MCP tools' `collection`, the UI's picker), and the
+settings of each.
 
-One home for the list, so the API and the MCP server always agree. Today there is one collection, "default": the
-configured corpus and store. When the store holds several collections, `collections()` reads them and
-`collection_settings()` returns the settings that answer from one; nothing else needs to change.
+One home for the list, so the API, the MCP server and the UI always agree: the collections of the store
+(ingest/store.py's registry) plus the one the settings name, which is answerable before its first ingest (the
+bundled corpus is ingested on first use).
 """
 
 from __future__ import annotations
 
 import difflib
 
+from ingest.embed import get_embedder
 from ingest.errors import UserError
+from ingest.store import DEFAULT_COLLECTION, CollectionInfo, list_collections
 from rag.settings import Settings
 
-DEFAULT = "default"
+DEFAULT = DEFAULT_COLLECTION
 
 
 class UnknownCollection(UserError):
     """A request named a collection that does not exist (the API answers 404)."""
 
 
+def collection_infos(settings: Settings) -> list[CollectionInfo]:
+    """The store's collections, with their folder and counts."""
+    return list_collections(settings.store_location, get_embedder(settings.embedder).name)
+
+
 def collections(settings: Settings) -> list[str]:
-    """The names of the collections these settings can answer from."""
-    return [DEFAULT]
+    """The names of the collections these settings can answer from: the configured one first."""
+    names = [c.name for c in collection_infos(settings)]
+    own = settings.collection_name
+    return [own] + sorted(n for n in names if n != own)
 
 
 def collection_settings(settings: Settings, name: str | None) -> Settings:
-    """The settings that answer from collection `name` (None or "" means the default one)."""
-    name = name or DEFAULT
+    """The settings that answer from collection `name` (None or "" means the configured one)."""
+    if not name or name == settings.collection_name:
+        return settings
     known = collections(settings)
     if name not in known:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownCollection(f"unknown collection {name!r}: {hint}use one of: {', '.join(known)}")
-    return settings
+    # Not the configured corpus: the named collection answers from the folder it mirrors.
+    return Settings(**settings.model_dump(exclude={"corpus", "collection"}), collection=name)

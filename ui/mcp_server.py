@@ -23,7 +23,7 @@ from ingest.errors import RagError
 from rag import Settings, pipeline
 from rag.answer import clean_question
 from rag.extras import Passage, RagExtras
-from ui.collections import DEFAULT, collection_settings, collections
+from ui.collections import collection_settings
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,11 @@ def build_server(settings: Settings) -> MCPServer:
     """The MCP server over these settings. Builds nothing costly: the pipeline is made by the first call."""
     server = MCPServer("rag-news", instructions=INSTRUCTIONS, log_level="WARNING")
     read_only = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
-    named = f"the collection to answer from: {', '.join(collections(settings))}"
+    named = (f"the collection to answer from (default: {settings.collection_name!r}; `rag collections` lists "
+             "them)")
 
     @server.tool(annotations=read_only, structured_output=True)
-    def ask(question: str, collection: Annotated[str, Field(description=named)] = DEFAULT) -> AskResult:
+    def ask(question: str, collection: Annotated[str, Field(description=named)] = "") -> AskResult:
         """Answer a question from the articles. Every sentence of `text` cites a checked passage with [n]; each
         entry of `citations` gives that passage as an exact span (doc_id, title, quote, char_start, char_end).
         `abstained` is true when the articles do not answer it (then `closest` lists the nearest passages)."""
@@ -60,10 +61,10 @@ def build_server(settings: Settings) -> MCPServer:
             answer = pipeline(collection_settings(settings, collection)).ask(question)
         except RagError as e:
             raise ToolError(str(e)) from None
-        return AskResult(text=answer.text, **RagExtras.of(answer, collection or DEFAULT).model_dump())
+        return AskResult(text=answer.text, **RagExtras.of(answer, collection or settings.collection_name).model_dump())
 
     @server.tool(annotations=read_only, structured_output=True)
-    def search(query: str, collection: Annotated[str, Field(description=named)] = DEFAULT,
+    def search(query: str, collection: Annotated[str, Field(description=named)] = "",
                k: Annotated[int, Field(ge=1, le=20, description="how many passages")] = 5) -> SearchResult:
         """Find the passages of the articles that best match a query (hybrid dense + BM25 search), best first,
         each an exact span of its document. Retrieval only: no answer is written and no model is called."""

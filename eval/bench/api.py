@@ -49,7 +49,7 @@ def api_overhead_bench(questions: list[dict] | list[str], settings: Settings) ->
 
     def via_api(question: str, history: list[dict]) -> tuple[float, str, float]:
         t = time.perf_counter()
-        reply = client.chat.completions.create(model="default",
+        reply = client.chat.completions.create(model=settings.collection_name,
                                                messages=[*history, {"role": "user", "content": question}])
         wall = time.perf_counter() - t
         message = reply.choices[0].message
