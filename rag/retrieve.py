@@ -158,7 +158,7 @@ class Retriever:
             for rank, cid in enumerate(ranking):
                 fused[cid] = fused.get(cid, 0.0) + 1.0 / (RRF_K + rank + 1)
         # Every candidate of either search goes on to sentence scoring, best fused first.
-        chunk_ids = [cid for cid, _ in sorted(fused.items(), key=lambda kv: -kv[1])]
+        chunk_ids = [cid for cid, _ in sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))]
         best = max((sim for _, sim in dense), default=0.0)
         sources, best_sent, overlap = self._windows(qvec, query, chunk_ids, fused, max_sources, budget_chars)
         return Retrieval(sources=sources, best_similarity=max(best, best_sent), best_overlap=overlap)
@@ -196,7 +196,9 @@ class Retriever:
             overlap = sum(self._idf[w] for w in qwords & set(content_words(text))) / qweight
             prior = CHUNK_PRIOR * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
             scored.append((float(sim) + OVERLAP_WEIGHT * overlap + prior, float(sim), meta, overlap))
-        scored.sort(key=lambda t: -t[0])
+        # Ties (and float noise below 1e-9) are broken by position, not by the order Chroma returned the rows in,
+        # which varies between two stores built from the same files: the same question gets the same sources.
+        scored.sort(key=lambda t: (-round(t[0], 9), t[2]["doc_id"], t[2]["start"]))
 
         # Sentences that touch in the same chunk become one source, so the guard checks each passage as the model
         # would read it: an order split over a line break is caught once its halves are joined, and its sentences
@@ -210,7 +212,7 @@ class Retriever:
             for _, meta, keys in hostile:
                 self._warn(meta["doc_id"])
                 withheld.update(keys)
-        merged.sort(key=lambda t: -t[0])
+        merged.sort(key=lambda t: (-round(t[0], 9), t[1]["doc_id"], t[1]["start"]))
         sources = []
         for n, (score, meta, _) in enumerate(merged, start=1):
             sources.append(Source(number=n, doc_id=meta["doc_id"], title=self._title(meta["chunk_id"]),
