@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import importlib.util
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,12 +83,17 @@ def _trim(text: str, a: int, b: int) -> tuple[int, int] | None:
 
 
 def _paragraphs(doc: Document) -> list[tuple[int, int]]:
-    """Non-empty lines, minus residue."""
-    skip = set(doc.skip)
+    """Non-empty lines, minus residue. Linear: a page can have as many residue lines as lines."""
+    skip = sorted(doc.skip)
+    starts = [a for a, _ in skip]
+    reach = list(itertools.accumulate((b for _, b in skip), max))  # the furthest end of a residue span so far
     out = []
     for m in re.finditer(r"[^\n]+", doc.text):
         span = _trim(doc.text, m.start(), m.end())
-        if span and span not in skip and not any(a <= span[0] and span[1] <= b for a, b in skip):
+        if span is None:
+            continue
+        i = bisect.bisect_right(starts, span[0])  # residue spans that start at or before the line
+        if not (i and reach[i - 1] >= span[1]):  # ...and none of them reaches past its end
             out.append(span)
     return out
 
@@ -115,6 +121,7 @@ def chunk_document(doc: Document, max_chars: int = MAX_CHUNK_CHARS) -> list[Chun
             pieces.append(cur)
 
     boundaries = sorted({*doc.pages[1:], *(start for start, _ in doc.sections)})
+    residue = sorted(start for start, _ in doc.skip)
     spans: list[tuple[int, int]] = []
     cur = None
     for a, b in pieces:
@@ -123,7 +130,8 @@ def chunk_document(doc: Document, max_chars: int = MAX_CHUNK_CHARS) -> list[Chun
             continue
         i = bisect.bisect_right(boundaries, cur[1])
         new_page_or_section = i < len(boundaries) and boundaries[i] <= a
-        gap_has_residue = new_page_or_section or any(cur[1] <= s < a for s, _ in doc.skip)
+        j = bisect.bisect_left(residue, cur[1])
+        gap_has_residue = new_page_or_section or (j < len(residue) and residue[j] < a)
         heading_before = is_heading(doc.text[cur[0] : cur[1]]) and cur[1] - cur[0] < 90
         small = (cur[1] - cur[0]) < max_chars // 3 and b - cur[0] <= max_chars
         if not gap_has_residue and (heading_before or small) and b - cur[0] <= max_chars + 200:

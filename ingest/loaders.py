@@ -168,15 +168,16 @@ def _find_title(
 ) -> tuple[str, tuple[int, int] | None]:
     if meta_title:  # the file's own metadata (HTML <title>, PDF info, DOCX core properties, EPUB DC)
         return meta_title, None
-    content = [(a, b) for a, b in lines if text[a:b].strip() and (a, b) not in skip]
-    if not content:
+    skipped = set(skip)  # a page of "Share" lines has as many residue lines as lines: no list scans per line
+    i = next((i for i, (a, b) in enumerate(lines) if (a, b) not in skipped and text[a:b].strip()), None)
+    if i is None:
         return "", None
-    a, b = content[0]
+    a, b = lines[i]
     first = text[a:b].strip()
     if suffix in (".md", ".markdown") and first.startswith("#"):
         return first.lstrip("#").strip(), (a, b)
     # A title is a short heading-like first line followed by a blank line (prose starts straight away).
-    nxt = lines[lines.index((a, b)) + 1] if lines.index((a, b)) + 1 < len(lines) else None
+    nxt = lines[i + 1] if i + 1 < len(lines) else None
     followed_by_blank = nxt is None or not text[nxt[0] : nxt[1]].strip()
     if _is_heading(first) and followed_by_blank:
         return first, (a, b)

@@ -16,12 +16,12 @@ import re
 from dataclasses import dataclass
 
 from rag.llm import LLM, Message
+from rag.tokens import terms
 
 # Words that make a question lean on what was said before.
 _DEPENDS = re.compile(r"\b(?:he|she|him|her|his|hers|it|its|they|them|their|theirs|this|that|these|those|there|"
                       r"one|ones|same|else|too|either|former|latter)\b|^\W*(?:what|how) about\b", re.I)
 _LEADING = re.compile(r"^\W*(?:(?:and|so|but|also|then|ok(?:ay)?|well|now)\b[\s,]*)+", re.I)
-_WORD = re.compile(r"[A-Za-z0-9][\w'’.-]*")
 REWRITE_TOKENS = 40  # a standalone question is short; a longer reply is not one
 MAX_GROWTH = 3.0  # a rewrite may name what the follow-up refers to, not triple in length
 
@@ -49,7 +49,7 @@ def strip_leading(question: str) -> str:
 
 
 def depends_on_history(question: str) -> bool:
-    return bool(_DEPENDS.search(question)) or len(_WORD.findall(question)) <= 3
+    return bool(_DEPENDS.search(question)) or len(terms(question)) <= 3
 
 
 def _turns(history: list[Message]) -> list[tuple[str, str]]:
@@ -84,9 +84,8 @@ def _acceptable(rewrite: str, question: str, history: list[Message]) -> bool:
         return False
     if not rewrite.rstrip().endswith("?"):
         return False
-    seen = {w.lower().strip(".'’") for w in _WORD.findall(question + " " + " ".join(
-        str(m.get("content", "")) for m in history))}
-    new = [w for w in _WORD.findall(rewrite) if w.lower().strip(".'’") not in seen and len(w) > 3]
+    seen = {w.lower() for w in terms(question + " " + " ".join(str(m.get("content", "")) for m in history))}
+    new = [w for w in terms(rewrite) if w.lower() not in seen and len(w) > 3]
     return len(new) <= 2  # a rewrite names what the conversation named; it brings no facts of its own
 
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from enum import StrEnum
 
+from rag.tokens import terms
+
 # Best dense cosine between the question and any retrieved chunk or sentence below which a question is not worth a
 # model call. Chosen at d4fca58 on the bundled corpus: all 21 unanswerable gold questions of that day fell below
 # 0.25 or were declined by the model; `Settings.min_relevance` overrides it.
@@ -86,19 +88,19 @@ def answers_kind(question: str, supported: list[str]) -> bool:
 def _without_question_words(claim: str, question: str) -> str:
     """The claim without the words it repeats from the question: a figure the question already gave ("MiniMax
     M2.5") is not the figure it asks for."""
-    asked = {w.lower() for w in re.findall(r"[\w.,-]+", question)}
-    return " ".join(w for w in re.findall(r"[\w.,-]+", claim) if w.lower() not in asked)
+    asked = {w.lower() for w in terms(question)}
+    return " ".join(w for w in terms(claim) if w.lower() not in asked)
 
 
 def foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:
     """Names in the question (capitalised words past its first) that `known` says no article uses: a claim that
     names one ("Ethereum dropped to $66,000", when only bitcoin is covered) cannot be supported by any passage."""
-    words = re.findall(r"[A-Za-z][\w.-]*", question)[1:]
-    return {w.lower().strip(".-") for w in words if w[0].isupper() and not known(w)}
+    words = terms(question)[1:]
+    return {w.lower() for w in words if w[0].isupper() and not known(w)}
 
 
 def names_any(claim: str, names: set[str]) -> bool:
-    return any(w.strip(".-") in names for w in re.findall(r"[\w.-]+", claim.lower()))
+    return any(w.lower() in names for w in terms(claim))
 
 
 def verdict(reply_declines: bool, supported: list[str], question: str) -> Abstain | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from ingest.chunking import is_heading
 from ingest.embed import Embedder
 from ingest.store import ChunkStore, is_current
 from rag.guard import addresses_the_model
-from rag.support import STOPWORDS, content_words, stemmer
+from rag.tokens import STOPWORDS, bm25_tokens, content_words, terms
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,6 @@ NEIGHBOUR_CHARS = 240
 # How much further than top_k each search looks, so that a document that fills a list can be held to all slots but
 # one (a hostile article that repeats itself crowded out the real source).
 DIVERSITY_REACH = 3
-_WORD = re.compile(r"[a-z0-9][\w.-]*")
 
 
 @dataclass(frozen=True)
@@ -89,14 +87,14 @@ class Retriever:
         self._doc_rows: dict[str, list[int]] = {}
         for i, m in enumerate(self.metas):
             self._doc_rows.setdefault(m["doc_id"], []).append(i)
-        self._stem = stemmer()
         self._bm25 = bm25s.BM25()
-        if self.ids:
-            tokens = bm25s.tokenize(self.texts, stopwords="en", stemmer=self._stem, show_progress=False)
+        tokens = bm25_tokens(self.texts)
+        self._indexed = any(tokens)  # bm25s cannot index a corpus without one word (all stopwords, or none)
+        if self._indexed:
             self._bm25.index(tokens, show_progress=False)
         df: dict[str, int] = {}
-        for text in self.texts:
-            for w in set(content_words(text)):
+        for words in tokens:
+            for w in set(words):
                 df[w] = df.get(w, 0) + 1
         n = max(1, len(self.texts))
         self._idf = {w: math.log(1 + n / d) for w, d in df.items()}
@@ -105,8 +103,8 @@ class Retriever:
         # Every word of every document, bylines and titles included, and their 4-letter prefixes (for knows()).
         found: set[str] = set()
         for rec in records.values():
-            found.update(_WORD.findall(f"{rec.title} {rec.author} {rec.text}".lower()))
-        self._words = {w.strip(".-") for w in found}
+            found.update(t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}"))
+        self._words = found
         self._prefixes = {w[:4] for w in self._words if len(w) >= 4}
 
     def knows(self, word: str) -> bool:
@@ -118,13 +116,10 @@ class Retriever:
         return w in self._words or (len(w) >= 5 and w[:4] in self._prefixes)
 
     def _lexical(self, query: str, k: int, documents: list[str] | None = None) -> list[str]:
-        import bm25s
         import numpy as np
 
-        if not self.ids:
-            return []
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stem, show_progress=False)
-        if not tokens.vocab:
+        tokens = bm25_tokens([query])
+        if not self._indexed or not tokens[0]:
             return []
         mask = None
         if documents is not None:  # the same scope as the dense searches' `where`

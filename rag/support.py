@@ -21,42 +21,13 @@ import re
 import numpy as np
 
 from ingest.embed import Embedder
+from rag.tokens import STOPWORDS, content_words, terms, words
 
 # Fitted by `rag eval --calibrate` on eval/gold/support_pairs.jsonl (logistic regression, see eval/judge.py).
 WEIGHTS = {"bias": -5.8, "recall": 2.83, "numbers": 1.39, "cosine": 1.72, "names": 1.62, "missing": -0.04,
            "negation": -0.17}
 
-STOPWORDS = frozenset(
-    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that "
-    "these those what which who whom whose how why when where did does do done has have had will would can could "
-    "should may might i you he she we they me him her us them my your our their about into than then there here "
-    "so not no yes also just any all some more most such very much many after before over under up down out "
-    "said says according article articles".split()
-)
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
-
-
-def stemmer():
-    """PyStemmer's English stemmer (one per process), or None when it is not installed."""
-    global _stemmer
-    if _stemmer is False:
-        try:
-            import Stemmer
-
-            _stemmer = Stemmer.Stemmer("english")
-        except ImportError:
-            _stemmer = None
-    return _stemmer
-
-
-_stemmer = False
-
-
-def content_words(text: str) -> list[str]:
-    """Lowercased, stemmed words that carry content (no stopwords, no single letters)."""
-    words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in STOPWORDS and len(w) > 1]
-    stem = stemmer()
-    return stem.stemWords(words) if stem else words
 
 
 _NUMBER_WORDS = {"one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
@@ -72,7 +43,7 @@ _PROPER = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-zA-Z0-9]+(?:[-.][A-Za-z0-9]+
 def numbers(text: str) -> set[str]:
     """Numbers in a text, normalised: "66,000" -> "66000", "three" -> "3"."""
     found = {n.replace(",", "") for n in _NUM.findall(text)}
-    return found | {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS}
+    return found | {_NUMBER_WORDS[w] for w in words(text) if w in _NUMBER_WORDS}
 
 
 def _names(text: str) -> set[str]:
@@ -99,7 +70,7 @@ def pair_features(claim: str, passage: str, cosine: float, given: str = "") -> t
     else:  # nothing but the question's own words: only a figure it adds can carry the answer
         recall = 1.0 if nums else 0.0
     missing = min(1.0, len(cw - pw) / 5)  # words the passage never says: an added fact, a swapped entity
-    names = _names(claim) - {w.lower() for w in re.findall(r"[\w.-]+", given)}
+    names = _names(claim) - {w.lower() for w in terms(given)}
     plow = passage.lower()
     names_ok = 1.0 if not names else sum(n in plow for n in names) / len(names)
     negation = float(bool(_NEGATION.search(claim)) != bool(_NEGATION.search(passage)))

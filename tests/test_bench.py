@@ -65,7 +65,7 @@ def test_quick_run_writes_json_markdown_and_plots(run):
 
 def test_json_has_every_section_and_target(run):
     _, _, data, _ = run
-    assert set(data) >= {"meta", "ingest", "query", "process", "growth", "targets", "files"}
+    assert set(data) >= {"meta", "ingest", "query", "process", "growth", "big_inputs", "targets", "files"}
     assert data["meta"]["quick"] is True and data["meta"]["llm"] == "fake" and data["meta"]["embedder"] == "fake"
     assert [t["key"] for t in data["targets"]] == [t.key for t in targets.TARGETS]
     judged = {t["key"]: t for t in data["targets"]}
@@ -184,6 +184,7 @@ def test_targets_pass_and_miss():
                         "overhead_ratio": {"p50": 1.12}},
               "ingest": {"ratio": 0.8, "reingest_s": 1.5},
               "formats": {"pdf": {"ratio": 0.81}, "docx": {"ratio": 0.79}}, "api": {"overhead_p50_ms": 51.0},
+              "big_inputs": {"slowest_largest_s": 10.0, "worst_growth": 6.5},
               "growth": {"rows": [{"size": 100_000, "vectors": "synthetic", "dense": {"p50": 0.2},
                                    "recall_at_10": 0.97},
                                   {"size": 100_000, "vectors": "hash384", "retrieve": {"p50": 0.1},
@@ -195,6 +196,7 @@ def test_targets_pass_and_miss():
                         "retrieve_p50": True, "retrieve_p50_100k": True, "dense_p50_100k": False,
                         "recall10_100k": True,
                         "ingest_ratio": True, "pdf_ingest_ratio": True, "docx_ingest_ratio": False,
+                        "big_input_1mb_s": True, "big_input_growth": False,
                         "reingest_s": False, "rss_ask_gb": True, "rss_ingest_gb": False,
                         "rss_ui_gb": None}
 

@@ -5,6 +5,7 @@
     query.py    Pipeline.ask on gold questions against bare llama-cpp-python given the identical prompt
     process.py  fresh `rag` processes: cold start, peak RSS of ingest, ask and the UI
     growth.py   synthetic corpora of 1k to 100k chunks: ingest, retrieval, Chroma against brute force
+    big_inputs.py  one generated file of 256 KB and of 1 MB, four shapes: load + chunk time and its growth
     targets.py  THE table of targets: label, unit, goal, and where each value is read from the result
     report.py   bench.json, report.md and the summary; plots.py the PNGs (both read targets.py)
     measure.py  what the sections share: percentiles, the gold questions to time, profiling

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from eval.bench.api import api_overhead_bench
+from eval.bench.big_inputs import QUICK_SIZES, SIZES, bench_big_inputs
 from eval.bench.formats import ingest_formats_bench
 from eval.bench.growth import bench_growth
 from eval.bench.ingest import bench_ingest
@@ -82,6 +83,7 @@ SECTIONS: dict[str, Callable[[Bench], dict]] = {
     "growth": lambda b: bench_growth(b.settings, b.work, b.sizes, b.args.embed_max, b.args.growth_queries, b.log),
     "formats": lambda b: ingest_formats_bench(b.quick),
     "api": lambda b: api_overhead_bench(b.questions(), b.settings.model_copy(update={"store": b.query_store()})),
+    "big_inputs": lambda b: bench_big_inputs(b.work, QUICK_SIZES if b.quick else SIZES, 1 if b.quick else 3, b.log),
 }
 
 

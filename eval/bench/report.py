@@ -146,5 +146,20 @@ def _growth_md(g: dict) -> list[str]:
     return lines + ["", "![growth](growth.png)"]
 
 
+def _big_inputs_md(big: dict) -> list[str]:
+    sizes = [f"{s // 1024} KB" for s in big["sizes"]]
+    lines = ["## Big inputs (load + chunk + sentences, no embedding)", "",
+             f"| input | {' | '.join(f'{s} s' for s in sizes)} | growth | load / chunk / sentences growth |",
+             "|---|" + "---|" * (len(sizes) + 2)]
+    for kind, got in big["kinds"].items():
+        stages = " / ".join(f"{got['growth_by_stage'].get(k, float('nan')):.1f}"
+                            for k in ("load_s", "chunk_s", "sentences_s"))
+        cells = " | ".join(f"{r['total_s']:.3f}" for r in got["rows"])
+        lines.append(f"| {kind} | {cells} | {got['growth']:.1f} | {stages} |")
+    return lines + ["", f"For {big['size_ratio']:.0f}x the bytes, linear growth is {big['size_ratio']:.0f} and "
+                    f"quadratic {big['size_ratio'] ** 2:.0f}."]
+
+
 # A section's own part of report.md; one not named here gets _figures_md.
-_PARTS = {"ingest": _ingest_md, "query": _query_md, "process": _process_md, "growth": _growth_md}
+_PARTS = {"ingest": _ingest_md, "query": _query_md, "process": _process_md, "growth": _growth_md,
+          "big_inputs": _big_inputs_md}

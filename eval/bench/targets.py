@@ -101,6 +101,12 @@ TARGETS: tuple[Target, ...] = (
            at("formats", "pdf", "ratio")),
     Target("docx_ingest_ratio", "DOCX ingest (100 files) / bare extraction + encode", "DOCX / bare", "", ">=", 0.80,
            at("formats", "docx", "ratio")),
+    # The big-inputs issue: reading and cutting one file (no embedding) stays linear in its size (big_inputs.py).
+    # Linear code took 1.1-1.5 s for 1 MB on a shared 2-core machine, growth 3-5 between runs; 16 is quadratic.
+    Target("big_input_1mb_s", "load + chunk + sentences of a 1 MB file, slowest generated kind", "1 MB file", "s",
+           "<=", 10.0, at("big_inputs", "slowest_largest_s")),
+    Target("big_input_growth", "growth of that time from 256 KB to 1 MB, steepest kind (4 linear, 16 quadratic)",
+           "1 MB / 256 KB", "", "<=", 6.0, at("big_inputs", "worst_growth")),
     Target("reingest_s", "re-ingest of the unchanged corpus", "re-ingest", "s", "<", 1.0, at("ingest", "reingest_s")),
     Target("rss_ask_gb", "peak RSS, rag ask", "ask", "GB", "<", 3.0,
            at("process", "ask", "peak_rss_bytes", scale=1 / GB)),
