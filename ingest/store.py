@@ -287,10 +287,6 @@ class ChunkStore:
         lock = FileLock(str(path))
         try:
             lock.acquire(timeout=0.05)
-        except OSError as e:  # a read-only store folder
-            raise SetupError(f"writing to the store at {self.location} failed (cannot create the lock {path}: "
-                             f"{e.strerror}): fix permissions on the store folder, then run `rag ingest` again "
-                             "(the old index still answers)") from None
         except Timeout:
             log.warning("another process is writing to the store (lock %s); waiting for it", path)
             t0 = time.monotonic()
@@ -300,6 +296,10 @@ class ChunkStore:
                 raise SetupError(f"another process has been writing to the store for over {wait:.0f}s (lock "
                                  f"{path}): wait for it, or delete that file if no `rag ingest` or UI is "
                                  "running") from None
+        except OSError as e:  # a read-only store folder (Timeout, an OSError too, is caught above)
+            raise SetupError(f"writing to the store at {self.location} failed (cannot create the lock {path}: "
+                             f"{e.strerror}): fix permissions on the store folder, then run `rag ingest` again "
+                             "(the old index still answers)") from None
         try:
             self.refresh()  # another process wrote since: write on top of what it wrote, not of a stale view
             yield

@@ -259,8 +259,8 @@ def _wrong_dimension_store(settings) -> None:
     from chromadb.config import Settings as ChromaSettings
 
     client = chromadb.PersistentClient(path=settings.store, settings=ChromaSettings(anonymized_telemetry=False))
-    chunks = client.get_or_create_collection(f"chunks_fake__{settings.collection_name}", configuration={"hnsw": {"space": "cosine"}},
-                                             embedding_function=None)
+    chunks = client.get_or_create_collection(f"chunks_fake__{settings.collection_name}",
+                                             configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
     chunks.upsert(ids=["x::h::0"], embeddings=[[1.0, 0.0, 0.0]], documents=["Bitcoin slid to $66,000 after the leak."],
                   metadatas=[{"doc_id": "x", "start": 0, "end": 1}])
 
