@@ -56,3 +56,28 @@ def test_an_answer_does_not_depend_on_what_was_asked_before(real):
     real.ask("What did Sam Altman reportedly write in an internal memo?")
     real.ask("How many parameters does Claude Mythos have?")
     assert first == second == real.ask(q).text
+
+
+def test_an_uploaded_pdf_is_answered_citing_the_right_page(tmp_path):
+    """Issue "own documents": one answer from an uploaded PDF with the real model, cited to the page that says it.
+    The PDF is written here with fpdf2; what holds on any CPU is asserted: the fact, the article, the page."""
+    from .test_formats import write_pdf
+
+    pdf = write_pdf(tmp_path / "harbour.pdf", [
+        ["# Harbour report", "The harbour authority published its yearly report on shipping and the weather.",
+         "Storms closed the port for nine days in January, and repairs to the north pier began in March."],
+        ["# Lighthouse", "The old lighthouse on Gull Point was repainted in red and white stripes last summer.",
+         "Its new lamp can be seen 41 kilometres out to sea, the authority said."],
+    ], title="Harbour report")
+    settings = Settings(store=str(tmp_path / "store"), llm="llamacpp:default", collection="uploads",
+                        corpus=tmp_path / "uploads")
+    pipe = Pipeline(settings)
+    report = pipe.add_files([(pdf.name, pdf.read_bytes())])
+    assert report.added == ["harbour"] and (tmp_path / "uploads" / "harbour.pdf").is_file()
+    a = pipe.ask("How far out to sea can the lighthouse lamp be seen?")
+    assert not a.abstained, a
+    assert "41" in a.text
+    cited = [c for c in a.citations if "41" in c.quote]
+    assert cited and all(c.doc_id == "harbour" and c.page == 2 for c in cited), a.citations
+    text = pipe.documents()["harbour"].text
+    assert all(text[c.char_start : c.char_end] == c.quote for c in a.citations)
