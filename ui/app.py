@@ -222,7 +222,7 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
                                           elem_id="new-collection", placeholder="e.g. my-reports")
                     add_btn = gr.Button("Add to the collection", elem_id="add-files", size="sm")
                     docs_status = gr.HTML("", elem_id="docs-status", js_on_load=None)
-                with gr.Accordion("Corpus", open=False):
+                with gr.Accordion("Corpus", open=True):
                     corpus = gr.HTML('<p class="rag-muted">Loading…</p>', elem_id="corpus", js_on_load=None)
                     reingest_btn = gr.Button("Re-ingest the corpus", elem_id="reingest", size="sm")
                     ingest_status = gr.HTML("", elem_id="ingest-status", js_on_load=None)
