@@ -126,3 +126,15 @@ def test_a_question_scoped_to_one_document_cites_only_that_one(base):
     c = scoped.turns[0].answer.citations[0]
     passage = handlers.show_passage(base, scoped.turns, f"#cite-0-{c.number}")
     assert html.unescape(re.search(r"<mark>(.*?)</mark>", passage, re.S).group(1)) == c.quote
+
+
+def test_the_bundled_articles_take_no_upload(tmp_path):
+    from rag.settings import BUNDLED_CORPUS
+
+    bundled = Settings(store=str(tmp_path / "store"), home=tmp_path / "home", llm="fake", embedder="fake")
+    before = sorted(p.name for p in BUNDLED_CORPUS.iterdir())
+    page, status = handlers.upload(bundled, bundled, [("notes.txt", NOTES.encode())])
+    assert 'role="alert"' in status and "new collection" in status and page.settings == bundled
+    assert sorted(p.name for p in BUNDLED_CORPUS.iterdir()) == before
+    page, status = handlers.upload(bundled, bundled, [("notes.txt", NOTES.encode())], "mine")
+    assert "1 added" in status and page.settings.collection_name == "mine"

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from rag import Answer, Citation, RagError, Settings, UserError, pipeline
 from rag.answer import clean_question
+from rag.settings import BUNDLED_CORPUS
 from ui.collections import collection_settings, collections, new_collection_settings
 
 log = logging.getLogger(__name__)
@@ -572,6 +573,8 @@ def upload(
             known = collection_names(settings)
             target = collection_settings(settings, new_name) if new_name in known else (
                 new_collection_settings(settings, new_name))
+        if pipeline(target).folder().expanduser().resolve() == BUNDLED_CORPUS.resolve():
+            raise UserError("the bundled articles stay as shipped: name a new collection to add your files to")
         report = pipeline(target).add_files(list(files), progress)
     except RagError as e:
         return _stay(settings, current), status_html(str(e), "error")
