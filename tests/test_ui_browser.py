@@ -264,3 +264,49 @@ def test_real_model_answers_with_the_figure_and_highlights_it(tmp_path, new_page
         assert any("66,000" in q for q in quotes), quotes
     finally:
         running.demo.close()
+
+
+PDF_FACT = "The Kelso zephyr turbine produces exactly 912 megawatts of power."
+PDF_QUESTION = "How many megawatts does the Kelso zephyr turbine produce?"
+
+
+def _two_page_pdf(path: Path) -> Path:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    pdf.add_page()
+    pdf.multi_cell(0, 8, "Harbour almanac\n\nThe harbour opens at dawn every day. Fishing boats leave before the "
+                         "sun is up and return with their catch by noon.")
+    pdf.add_page()
+    pdf.multi_cell(0, 8, f"{PDF_FACT} Engineers inspect the turbine every spring.")
+    pdf.output(str(path))
+    return path
+
+
+def test_upload_a_pdf_into_a_new_collection_and_cite_its_second_page(app, new_page, tmp_path):
+    from ui.collections import collection_settings
+
+    pdf = _two_page_pdf(tmp_path / "almanac.pdf")
+    page = new_page(app.url)
+    page.locator("#upload input[type=file]").set_input_files(str(pdf))
+    expect(page.locator("#upload")).to_contain_text("KB")  # Gradio has taken the upload (it shows its size)
+    page.locator("#new-collection input, #new-collection textarea").first.fill("pdfs")
+    page.locator("#add-files").click()
+    expect(page.locator("#docs-status")).to_contain_text("1 added")
+    expect(page.locator("#docs-status")).to_contain_text("added: almanac")
+    expect(page.locator("#documents")).to_contain_text("Collection pdfs")
+    row = page.locator("#documents tr[data-doc]")
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(2)).to_have_text("pdf")
+    expect(row.locator("td").nth(3)).to_have_text("2")
+    assert app.settings.corpus.joinpath("almanac.pdf").exists() is False  # the new collection has its own folder
+
+    ask(page, PDF_QUESTION)
+    answer_message(page)
+    expected = pipeline(collection_settings(app.settings, "pdfs")).ask(PDF_QUESTION)
+    on_page_2 = next(c for c in expected.citations if c.page == 2 and "912 megawatts" in c.quote)
+    page.locator(f'#chat a.cite[href="#cite-0-{on_page_2.number}"]').click()
+    expect(page.locator("#passage mark")).to_have_text(on_page_2.quote)
+    expect(page.locator("#passage .rag-file")).to_contain_text("page 2")
+    expect(page.locator("#passage .rag-file")).to_contain_text("almanac.pdf")

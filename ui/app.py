@@ -36,7 +36,7 @@ GENERIC_EXAMPLES = ["What are these articles about?", "Who is mentioned in the a
 # Gradio's queue holds the rest and shows each tab its position.
 ASK_CONCURRENCY = 2
 QUEUE_SIZE = 64
-MAX_FILE_SIZE = "50mb"  # Gradio's upload route is open whether or not the page uploads anything
+MAX_FILE_SIZE = "50mb"  # Gradio's upload route; ingest's own limit (MAX_FILE_BYTES) is the same 50 MB
 
 # A click on any `a.cite` link (in the chat or the sources list) opens that passage. The chat sanitizer keeps
 # `href` but drops data-* attributes, so the link's target names the citation; one listener per page.
@@ -81,6 +81,8 @@ a.cite:hover, a.cite:focus { text-decoration: underline; }
 #timings :is(table, tr, td), #settings :is(table, tr, td) { border: none; }
 #timings td, #settings td { padding: 0.1em 0.8em 0.1em 0; }
 #passage { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 0.6em 0.8em; }
+.rag-docs { font-size: 0.9em; width: 100%; }
+.rag-docs td, .rag-docs th { padding: 0.1em 0.5em 0.1em 0; text-align: left; }
 """
 
 _PASSAGE_HINT = '<p class="rag-muted">Click a citation marker such as [1] to read the passage it cites.</p>'
@@ -91,32 +93,70 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
     if examples is None:
         examples = BUNDLED_EXAMPLES if settings.corpus.resolve() == BUNDLED_CORPUS.resolve() else GENERIC_EXAMPLES
 
-    def ask(question, turns):
-        views = handlers.ask(settings, question, turns)
+    def ask(question, turns, current, scope):
+        views = handlers.ask(current, question, turns, scope)
         try:
             for view in views:
                 yield tuple(gr.skip() if part is None else part for part in view)
         finally:
             views.close()  # a closed tab: Gradio closes this generator, and the handler stops its worker
 
-    def echo(question, turns):
+    def echo(question, turns, current):
         # The question shows at once and the inputs are locked until its answer is in: one question at a time
         # per conversation, so a follow-up is never asked against a history that is still being written.
-        chat, status = handlers.queued(settings, question, turns, ASK_CONCURRENCY)
+        chat, status = handlers.queued(current, question, turns, ASK_CONCURRENCY)
         off = gr.update(interactive=False)
         return (gr.skip(), gr.skip(), off, off) if chat is None else (chat, status, off, off)
 
     def unlock():
         return gr.update(interactive=True), gr.update(interactive=True)
 
-    def show(turns, evt: gr.EventData):
-        return handlers.show_passage(settings, turns, getattr(evt, "ref", ""))
+    def show(turns, current, evt: gr.EventData):
+        return handlers.show_passage(current, turns, getattr(evt, "ref", ""))
 
-    def reingest(progress=gr.Progress()):
+    def reingest(current, progress=gr.Progress()):
         def report(done: int, total: int, doc_id: str) -> None:
             progress((done, total), desc=f"embedding {doc_id}", unit="chunks")
 
-        return handlers.reingest(settings, report)
+        corpus_panel, status = handlers.reingest(current, report)
+        return (corpus_panel, status, *_docs(handlers.pick_collection(settings, current.collection_name)))
+
+    def _docs(page: handlers.Pick):
+        """The document list, the remove dropdown and the filter (cleared) for a collection."""
+        return (page.table, gr.update(choices=page.choices, value=None), gr.update(choices=page.choices, value=[]),
+                [])
+
+    def _page(page: handlers.Pick):
+        return (page.settings, gr.update(choices=page.names, value=page.settings.collection_name), *_docs(page),
+                handlers.corpus_html(page.settings))
+
+    def pick(name):
+        page = handlers.pick_collection(settings, name)
+        return (*_page(page), page.status)
+
+    def add(paths, new_name, current, progress=gr.Progress()):
+        files = []
+        paths = list(paths or [])
+        for i, path in enumerate(paths):
+            progress((i, len(paths)), desc=f"reading {Path(path).name}", unit="files")
+            try:
+                files.append((Path(path).name, Path(path).read_bytes()))
+            except OSError as e:
+                return (*_page(handlers._stay(settings, current)),
+                        handlers.status_html(f"cannot read the upload {Path(path).name}: {e.strerror}", "error"),
+                        gr.skip(), gr.skip())
+
+        def report(done: int, total: int, doc_id: str) -> None:
+            progress((done, total), desc=f"embedding {doc_id}", unit="chunks")
+
+        page, status = handlers.upload(settings, current, files, new_name, report)
+        ok = "rag-error" not in status
+        return (*_page(page), status, None if ok else gr.skip(), "" if ok else gr.skip())
+
+    def remove(doc_id, current):
+        table, choices, status = handlers.remove(current, doc_id)
+        return (table, gr.update(choices=choices, value=None), gr.update(choices=choices, value=[]), [], status,
+                handlers.corpus_html(current))
 
     def pick_example(evt: gr.SelectData):
         return evt.value["text"] if isinstance(evt.value, dict) else str(evt.value)
@@ -126,6 +166,8 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
 
     with gr.Blocks(title="Ask the articles", analytics_enabled=False) as demo:
         turns = gr.State([])
+        current = gr.State(settings)  # the chosen collection's settings
+        scope = gr.State([])  # doc ids the next question is kept to; empty: the whole collection
         gr.Markdown(
             "## Ask the articles\nA local model answers from the articles only; every claim cites a "
             "passage that was checked to support it."
@@ -159,6 +201,27 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
             with gr.Column(scale=2):
                 passage = gr.HTML(_PASSAGE_HINT, elem_id="passage", js_on_load=CITATION_JS)
                 sources = gr.HTML(handlers.render_sources(None, 0), elem_id="sources", js_on_load=None)
+                with gr.Accordion("Documents", open=True):
+                    # Only the configured collection until the page loads: building the page does no work.
+                    collection = gr.Dropdown(
+                        [settings.collection_name], value=settings.collection_name, label="Collection",
+                        elem_id="collection", interactive=True,
+                    )
+                    scope_pick = gr.Dropdown(
+                        [], value=[], multiselect=True, label="Ask only these documents (empty: all)",
+                        elem_id="scope", interactive=True,
+                    )
+                    documents = gr.HTML('<p class="rag-muted">Loading…</p>', elem_id="documents", js_on_load=None)
+                    with gr.Row():
+                        remove_pick = gr.Dropdown([], value=None, label="Document", elem_id="remove-doc",
+                                                  interactive=True, scale=3)
+                        remove_btn = gr.Button("Remove", elem_id="remove", size="sm", scale=1, min_width=80)
+                    uploads = gr.File(file_count="multiple", label="Add files (.txt .md .html .pdf .docx .epub)",
+                                      elem_id="upload", type="filepath")
+                    new_name = gr.Textbox(label="…into a new collection named (empty: this one)", max_lines=1,
+                                          elem_id="new-collection", placeholder="e.g. my-reports")
+                    add_btn = gr.Button("Add to the collection", elem_id="add-files", size="sm")
+                    docs_status = gr.HTML("", elem_id="docs-status", js_on_load=None)
                 with gr.Accordion("Corpus", open=True):
                     corpus = gr.HTML('<p class="rag-muted">Loading…</p>', elem_id="corpus", js_on_load=None)
                     reingest_btn = gr.Button("Re-ingest the corpus", elem_id="reingest", size="sm")
@@ -176,19 +239,30 @@ def build_app(settings: Settings, examples: list[str] | None = None) -> gr.Block
         # The question shows at once (unqueued), then waits for its turn in the queue; `then` runs even on failure.
         # `/ask` is the app's API for gradio_client (README): the question in, the page's outputs streamed out; the
         # conversation is the client session's state. The example chain runs the same function, undocumented.
-        gr.on([ask_btn.click, question.submit], echo, [question, turns], [chat, status, *inputs], queue=False).then(
-            ask, [question, turns], outputs, api_name="ask", **ask_options
+        gr.on([ask_btn.click, question.submit], echo, [question, turns, current], [chat, status, *inputs],
+              queue=False).then(
+            ask, [question, turns, current, scope], outputs, api_name="ask", **ask_options
         ).then(unlock, None, inputs, queue=False)
         chat.example_select(pick_example, None, question, queue=False).then(
-            echo, [question, turns], [chat, status, *inputs], queue=False
-        ).then(ask, [question, turns], outputs, api_visibility="undocumented", **ask_options).then(
+            echo, [question, turns, current], [chat, status, *inputs], queue=False
+        ).then(ask, [question, turns, current, scope], outputs, api_visibility="undocumented", **ask_options).then(
             unlock, None, inputs, queue=False
         )
-        passage.click(show, [turns], passage, concurrency_limit=4, show_progress="hidden")
+        passage.click(show, [turns, current], passage, concurrency_limit=4, show_progress="hidden")
         clear_btn.click(clear, None, [chat, turns, status, sources, timings, passage], queue=False)
         chat.clear(clear, None, [chat, turns, status, sources, timings, passage], queue=False)
-        reingest_btn.click(reingest, None, [corpus, ingest_status], concurrency_limit=1, concurrency_id="ingest")
-        demo.load(lambda: handlers.corpus_html(settings), None, corpus)
+        doc_outputs = [documents, remove_pick, scope_pick, scope]
+        page_outputs = [current, collection, *doc_outputs, corpus]
+        reingest_btn.click(reingest, [current], [corpus, ingest_status, *doc_outputs], concurrency_limit=1,
+                           concurrency_id="ingest")
+        collection.input(pick, [collection], [*page_outputs, docs_status], api_visibility="private")
+        scope_pick.change(lambda ids: list(ids or []), [scope_pick], [scope], queue=False, api_visibility="private")
+        add_btn.click(add, [uploads, new_name, current], [*page_outputs, docs_status, uploads, new_name],
+                      concurrency_limit=1, concurrency_id="ingest", api_visibility="private")
+        remove_btn.click(remove, [remove_pick, current], [*doc_outputs, docs_status, corpus], concurrency_limit=1,
+                         concurrency_id="ingest", api_visibility="private")
+        demo.load(lambda: _page(handlers.pick_collection(settings, None))[1:], None,
+                  [collection, *doc_outputs, corpus])
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
     return demo
 

@@ -12,7 +12,7 @@ import difflib
 
 from ingest.embed import get_embedder
 from ingest.errors import UserError
-from ingest.store import DEFAULT_COLLECTION, CollectionInfo, list_collections
+from ingest.store import DEFAULT_COLLECTION, CollectionInfo, check_collection_name, list_collections
 from rag.settings import Settings
 
 DEFAULT = DEFAULT_COLLECTION
@@ -45,3 +45,11 @@ def collection_settings(settings: Settings, name: str | None) -> Settings:
         raise UnknownCollection(f"unknown collection {name!r}: {hint}use one of: {', '.join(known)}")
     # Not the configured corpus: the named collection answers from the folder it mirrors.
     return Settings(**settings.model_dump(exclude={"corpus", "collection"}), collection=name)
+
+
+def new_collection_settings(settings: Settings, name: str) -> Settings:
+    """The settings of a collection made from the UI: named `name`, mirroring its own folder under the home
+    (`home/collections/NAME`), everything else as `settings`. A name that is not allowed is a UserError."""
+    name = check_collection_name((name or "").strip())
+    return Settings(**settings.model_dump(exclude={"corpus", "collection"}), collection=name,
+                    corpus=settings.home / "collections" / name)

@@ -1,4 +1,5 @@
-"""What the web UI does, as plain functions: ask (streaming), show a cited passage, describe the corpus, re-ingest.
+"""What the web UI does, as plain functions: ask (streaming, optionally scoped to some documents), show a cited
+passage, pick a collection, upload files into it (or into a new one), list and remove its documents, re-ingest.
 
 Every function here takes `Settings` and plain values and returns strings of HTML or chat messages, so it is
 tested in-process without Gradio or a server; ui/app.py only lays out components and wires them to these.
@@ -22,8 +23,10 @@ from html import escape
 from pathlib import Path
 from typing import NamedTuple
 
-from rag import Answer, Citation, RagError, Settings, pipeline
+from rag import Answer, Citation, RagError, Settings, UserError, pipeline
 from rag.answer import clean_question
+from rag.settings import BUNDLED_CORPUS
+from ui.collections import collection_settings, collections, new_collection_settings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class Turn:
 
     question: str
     answer: Answer
+    settings: Settings | None = None  # the collection that answered: its citations are looked up there
 
 
 class View(NamedTuple):
@@ -221,6 +225,8 @@ def show_passage(settings: Settings, turns: list[Turn], ref: str) -> str:
     c = find_citation(turns or [], ref)
     if c is None:
         return status_html("That citation belongs to an earlier conversation: ask again to see its sources.", "error")
+    m = _REF.match(ref)
+    settings = turns[int(m.group(2))].settings or settings  # the collection that gave this answer
     try:
         record = pipeline(settings).documents().get(c.doc_id)
     except RagError as e:
@@ -307,8 +313,12 @@ def queued(
     return chat_messages(list(turns or []), question), status_html(status, "waiting")
 
 
-def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator[View]:
-    """Answer `question` as a follow-up to `turns`: yields the page as the answer streams, then the verified one."""
+def ask(settings: Settings, question: str, turns: list[Turn] | None,
+        documents: list[str] | None = None) -> Iterator[View]:
+    """Answer `question` as a follow-up to `turns`: yields the page as the answer streams, then the verified one.
+
+    `documents` (doc ids of the settings' collection) keeps the question to those documents; empty or None: all.
+    """
     turns = list(turns or [])
     before = chat_messages(turns)
 
@@ -329,9 +339,10 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
     items: queue.Queue = queue.Queue()
     stop = threading.Event()
     with _line.join() as ahead:
+        scoped = {"documents": list(documents)} if documents else {}  # unscoped: the whole collection
         threading.Thread(
-            target=_pump, args=(pipe.stream(question, history(turns), cancel=stop), items, stop), daemon=True,
-            name="rag-ask",
+            target=_pump, args=(pipe.stream(question, history(turns), cancel=stop, **scoped), items, stop),
+            daemon=True, name="rag-ask",
         ).start()
         try:
             while True:
@@ -375,7 +386,7 @@ def ask(settings: Settings, question: str, turns: list[Turn] | None) -> Iterator
     if answer is None:  # Pipeline.stream always ends with an Answer; guard against a broken backend anyway
         yield failed("The model gave no answer. Try again.")
         return
-    turns.append(Turn(question, answer))
+    turns.append(Turn(question, answer, settings))
     hint = "" if answer.abstained else " Click a [n] marker to read its passage."
     yield View(
         chat_messages(turns),
@@ -464,3 +475,137 @@ def reingest(settings: Settings, progress: Callable[[int, int, str], None] | Non
             f"Re-ingest failed ({e.__class__.__name__}); see the server log.", "error"
         )
     return corpus_html(settings), status_html(f"Re-ingested: {report.summary()}")
+
+
+# --- collections and their documents ------------------------------------------------------------------------------
+class Pick(NamedTuple):
+    """What the page shows for the chosen collection."""
+
+    settings: Settings
+    names: list[str]  # the collection picker's choices
+    table: str  # the document list
+    choices: list[tuple[str, str]]  # (label, doc id) for the remove and filter dropdowns
+    status: str
+
+
+def collection_names(settings: Settings) -> list[str]:
+    """The collection picker's choices; the configured one alone when the store cannot be read."""
+    try:
+        return collections(settings)
+    except Exception:  # the store is reported where it is used; the picker still offers the configured one
+        log.exception("listing the collections failed")
+        return [settings.collection_name]
+
+
+def pick_collection(settings: Settings, name: str | None) -> Pick:
+    """Switch to collection `name` (None or "": the configured one). An unknown name keeps the configured one."""
+    status = ""
+    try:
+        chosen = collection_settings(settings, name)
+    except RagError as e:
+        chosen, status = settings, status_html(str(e), "error")
+    table, choices, error = _documents(chosen)
+    return Pick(chosen, collection_names(settings), table, choices, status or error)
+
+
+def _live_docs(settings: Settings) -> list:
+    docs = [d for d in pipeline(settings).documents().values() if not d.pending]
+    return sorted(docs, key=lambda d: (d.title.lower(), d.doc_id))
+
+
+def _documents(settings: Settings) -> tuple[str, list[tuple[str, str]], str]:
+    """(document table HTML, dropdown choices, error status HTML or "")."""
+    try:
+        docs = _live_docs(settings)
+    except RagError as e:
+        return documents_table([], settings.collection_name), [], status_html(str(e), "error")
+    except Exception as e:
+        log.exception("listing the documents failed")
+        return documents_table([], settings.collection_name), [], status_html(_unexpected("listing the documents", e),
+                                                                             "error")
+    return documents_table(docs, settings.collection_name), document_choices(docs), ""
+
+
+def document_choices(docs: list) -> list[tuple[str, str]]:
+    """(label, doc id) pairs for the dropdowns; Gradio shows the label as text, never as HTML."""
+    return [(f"{d.title} ({Path(d.path).name})", d.doc_id) for d in docs]
+
+
+def documents_table(docs: list, collection: str) -> str:
+    """The collection's documents: title, file, format, pages and chunks."""
+    if not docs:
+        return f'<p class="rag-muted">Collection <code>{_h(collection)}</code> has no documents yet.</p>'
+    rows = "".join(
+        f'<tr data-doc="{_h(d.doc_id)}"><td>{_h(d.title)}</td><td><code>{_h(Path(d.path).name)}</code></td>'
+        f"<td>{_h(d.format or Path(d.path).suffix.lstrip('.'))}</td><td>{d.pages or ''}</td>"
+        f"<td>{d.n_chunks:,}</td></tr>"
+        for d in docs
+    )
+    return (
+        f'<p>Collection <code>{_h(collection)}</code>: <strong>{len(docs):,}</strong> documents</p>'
+        '<table class="rag-docs"><thead><tr><th>title</th><th>file</th><th>format</th><th>pages</th>'
+        f"<th>chunks</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def report_html(report) -> str:
+    """An ingest report: its summary, then one line per added, changed or skipped file."""
+    lines = [f"<p>{_h(report.summary())}</p>"]
+    lines += [f'<p class="rag-added">added: {_h(d)}</p>' for d in report.added]
+    lines += [f'<p class="rag-changed">changed: {_h(d)}</p>' for d in report.changed]
+    lines += [f'<p class="rag-warning">⚠ skipped: {_h(m)}</p>' for m in report.skipped]
+    return f'<div class="rag-report" role="status">{"".join(lines)}</div>'
+
+
+def upload(
+    settings: Settings, current: Settings, files: list[tuple[str, bytes]], new_name: str = "",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[Pick, str]:
+    """Add uploaded (name, content) files to the current collection, or to the collection `new_name` (made when
+    it does not exist yet, under the home folder). Returns the page for the collection written to, and the ingest
+    report (or an error) as HTML. `settings` are the app's own; `current` the session's collection."""
+    try:
+        if not files:
+            raise UserError("choose one or more files to upload first")
+        target = current
+        new_name = (new_name or "").strip()
+        if new_name:
+            known = collection_names(settings)
+            target = collection_settings(settings, new_name) if new_name in known else (
+                new_collection_settings(settings, new_name))
+        if pipeline(target).folder().expanduser().resolve() == BUNDLED_CORPUS.resolve():
+            raise UserError("the bundled articles stay as shipped: name a new collection to add your files to")
+        report = pipeline(target).add_files(list(files), progress)
+    except RagError as e:
+        return _stay(settings, current), status_html(str(e), "error")
+    except Exception as e:  # a store failure: a message, the details in the log
+        log.exception("upload failed")
+        return _stay(settings, current), status_html(_unexpected("adding the files", e), "error")
+    page = pick_collection(settings, target.collection_name)
+    if target.collection_name not in page.names:  # e.g. every file was skipped: still answer from it
+        page = page._replace(names=page.names + [target.collection_name])
+    return page._replace(settings=target), report_html(report)
+
+
+def _stay(settings: Settings, current: Settings) -> Pick:
+    table, choices, _ = _documents(current)
+    return Pick(current, collection_names(settings), table, choices, "")
+
+
+def remove(current: Settings, doc_id: str | None) -> tuple[str, list[tuple[str, str]], str]:
+    """Take one document out of the current collection; returns (document table, dropdown choices, status)."""
+    if not doc_id:
+        table, choices, error = _documents(current)
+        return table, choices, error or status_html("Pick a document to remove first.", "error")
+    try:
+        title = next((d.title for d in _live_docs(current) if d.doc_id == doc_id), doc_id)
+        pipeline(current).remove_document(doc_id)
+    except RagError as e:
+        table, choices, _ = _documents(current)
+        return table, choices, status_html(str(e), "error")
+    except Exception as e:
+        log.exception("removing a document failed")
+        table, choices, _ = _documents(current)
+        return table, choices, status_html(_unexpected("removing the document", e), "error")
+    table, choices, error = _documents(current)
+    return table, choices, error or status_html(f"Removed {title}. Upload its file again to bring it back.")
