@@ -226,7 +226,8 @@ def show_passage(settings: Settings, turns: list[Turn], ref: str) -> str:
     if c is None:
         return status_html("That citation belongs to an earlier conversation: ask again to see its sources.", "error")
     m = _REF.match(ref)
-    settings = turns[int(m.group(2))].settings or settings  # the collection that gave this answer
+    if m is not None:  # find_citation found it, so the ref parsed
+        settings = turns[int(m.group(2))].settings or settings  # the collection that gave this answer
     try:
         record = pipeline(settings).documents().get(c.doc_id)
     except RagError as e:
