@@ -203,12 +203,14 @@ class ChunkStore:
         self._client = _client(location)
         self._open()
         self._seen = self.generation()
+        self._reopen = False  # a write failed for want of permission: the next one opens the database again
 
-    def refresh(self) -> bool:
+    def refresh(self, reopen: bool = False) -> bool:
         """Catch up with writes made by other processes since this store was opened or last refreshed: a local
-        Chroma client keeps its vector indexes in memory and does not see them. True when it reopened."""
+        Chroma client keeps its vector indexes in memory and does not see them. True when it reopened (`reopen`:
+        open the database again in any case)."""
         generation = self.generation()
-        if generation == self._seen:
+        if generation == self._seen and not reopen:
             return False
         if not self.location.startswith(("http://", "https://")):
             from chromadb.api.client import SharedSystemClient
@@ -216,7 +218,7 @@ class ChunkStore:
             SharedSystemClient.clear_system_cache()  # the next client loads the indexes from disk again
             self._client = _client(self.location)
             self._open()
-        self._seen = self.generation()
+        self._seen, self._reopen = self.generation(), False
         return True
 
     def _open(self) -> None:
@@ -297,12 +299,21 @@ class ChunkStore:
                                  f"{path}): wait for it, or delete that file if no `rag ingest` or UI is "
                                  "running") from None
         except OSError as e:  # a read-only store folder (Timeout, an OSError too, is caught above)
+            self._reopen = True
             raise SetupError(f"writing to the store at {self.location} failed (cannot create the lock {path}: "
                              f"{e.strerror}): fix permissions on the store folder, then run `rag ingest` again "
                              "(the old index still answers)") from None
         try:
-            self.refresh()  # another process wrote since: write on top of what it wrote, not of a stale view
+            # Another process wrote since: write on top of what it wrote, not of a stale view. After a failure for
+            # want of permission, open the database again: SQLite opens a file it may not write read-only, and a
+            # connection Chroma opened while the folder was read-only stays so after the folder is fixed.
+            self.refresh(reopen=self._reopen)
             yield
+        except Exception as e:
+            text = str(e).lower()
+            if isinstance(e, PermissionError) or "readonly" in text or "read-only" in text or "permission" in text:
+                self._reopen = True
+            raise
         finally:
             lock.release()
 

@@ -211,6 +211,32 @@ def test_read_only_store_is_a_clear_error_and_the_old_index_still_answers(settin
     assert pipe.ingest().added == ["zebra"]
 
 
+def test_after_a_read_only_failure_the_next_ingest_opens_the_database_again(settings, corpus, monkeypatch):
+    """SQLite opens a file it may not write read-only, and Chroma keeps a pool of connections: one opened while the
+    store was read-only stays read-only after the folder is fixed (seen in CI as "attempt to write a readonly
+    database" on the ingest after chattr -i). A failed write for want of permission makes the next write reopen."""
+    from chromadb import Collection
+
+    pipe = Pipeline(settings)
+    before = _fingerprint(pipe.ask(BITCOIN))
+    (corpus / "zebra.md").write_text("# Zebra news\n\nThe zebra count at the zoo reached 4,242 in May.\n")
+    real_upsert = Collection.upsert
+
+    def read_only(self, *args, **kwargs):  # what a connection opened while the store was read-only answers
+        raise RuntimeError("Query error: Database error: error returned from database: (code: 8) attempt to write "
+                           "a readonly database")
+
+    monkeypatch.setattr(Collection, "upsert", read_only)
+    with pytest.raises(SetupError, match=r"fix permissions"):
+        pipe.ingest()
+    assert _fingerprint(pipe.ask(BITCOIN)) == before  # asking does not reopen, so a still read-only store answers
+    client = pipe.store._client
+    monkeypatch.setattr(Collection, "upsert", real_upsert)
+    assert pipe.ingest().added == ["zebra"]
+    assert pipe.store._client is not client, "the write after the failure opened the database again"
+    assert "4,242" in pipe.ask("What did the zebra count at the zoo reach?").text
+
+
 def test_a_store_path_that_is_not_a_folder_says_what_to_do(settings, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the store should be")
