@@ -41,13 +41,58 @@ _META = re.compile(r",?\s*\(?(?:as (?:stated|mentioned|noted|described|said) in|
                    r"(?:the )?sources?\s*\[?\d*\]?\)?", re.I)
 
 
+# "Source [1] states that ...", "sources 2 and 3 mention ...": the model names a source as the subject of its
+# sentence. Deleting only the marker left "Source states" and "sources and mention" (issue 11, seen in the UI).
+_NUM = r"(?:\[\s*\d{1,3}\s*\]|\d{1,3})"
+_BRACKETED = r"\[\s*\d{1,3}\s*\]"
+# "source 2" is always a reference; "article 5" may be a law's, so an article, passage or document is one only
+# with a marker ("article [2]").
+_REF = (r"\b(?:the\s+)?(?:(?P<source>source)(?P<plural>s)?\s+" + _NUM + r"(?:\s*(?:,|and|&|,\s*and)\s*" + _NUM
+        + r")*|(?P<noun>article|passage|document)(?P<plural2>s)?\s+" + _BRACKETED
+        + r"(?:\s*(?:,|and|&|,\s*and)\s*" + _BRACKETED + r")*)")
+_VERB = (r"(?:also\s+)?(?:states?|stated|says?|said|mentions?|mentioned|reports?|reported|notes?|noted|claims?|"
+         r"claimed|suggests?|suggested|describes?|described|explains?|explained|indicates?|indicated|highlights?|"
+         r"highlighted|adds?|added|argues?|argued|points? out|pointed out|reveals?|revealed|writes?|wrote|"
+         r"confirms?|confirmed)(?:\s+that)?")
+_LEAD_REF = re.compile(r"^\s*" + _REF + r"\s+" + _VERB + r"\s*[,:]?\s*", re.I)
+_ANY_REF = re.compile(_REF, re.I)
+
+
+def source_refs(text: str) -> list[int]:
+    """The numbers of the sources a sentence names in words ("Source 1 states", "sources [2] and [3]")."""
+    return [int(n) for m in _ANY_REF.finditer(text) for n in re.findall(r"\d+", m.group(0))]
+
+
+def _unname_sources(text: str) -> str:
+    """A sentence that names its sources reads as a claim: "Source [1] states that X" is "X"; "..., while sources
+    [2] and [3] say Y" is "..., while other articles say Y". The numbers become the sentence's markers."""
+    lead = _LEAD_REF.match(text)
+    if lead:
+        rest = text[lead.end():]
+        text = rest[:1].upper() + rest[1:]
+
+    def plain(m: re.Match) -> str:
+        many = bool(m.group("plural") or m.group("plural2")) or len(re.findall(r"\d+", m.group(0))) > 1
+        noun = "article" if m.group("source") else m.group("noun").lower()
+        phrase = f"other {noun}s" if many else f"another {noun}"
+        return phrase.capitalize() if m.start() == 0 or not text[:m.start()].strip() else phrase
+
+    return _ANY_REF.sub(plain, text)
+
+
 def strip_markers(text: str) -> str:
-    """The sentence as a claim: no markers, no "as stated in source 4"."""
-    out = _META.sub("", MARKER.sub("", text))
+    """The sentence as a claim: no markers, no "as stated in source 4", no "Source 1 states that"."""
+    out = _META.sub("", text)
+    out = _META.sub("", MARKER.sub("", _unname_sources(out)))
     while (again := _META.sub("", MARKER.sub("", out))) != out:  # "[1[2]]" leaves "[1]": no marker may survive
         out = again
     out = re.sub(r"\s+([.,;:!?])", r"\1", out)
-    return re.sub(r"\s{2,}", " ", out).strip()
+    out = re.sub(r"\s{2,}", " ", out).strip()
+    lead = re.match(r"[,;:]+\s*", out)  # "According to source [1], X" left ", X"
+    if lead and out[lead.end():]:
+        out = out[lead.end():]
+        out = out[:1].upper() + out[1:] if text.lstrip()[:1].isupper() else out
+    return out
 
 
 def split_sentences(text: str) -> list[str]:
@@ -82,7 +127,8 @@ def check(answer: str, sources: list[Source], judge: SupportJudge, question: str
     keeps: a sentence whose words match but whose meaning the sources do not carry loses its support."""
     by_number = {s.number: s for s in sources}
     foreign = policy.foreign_names(question, known) if known else set()
-    sentences = [(s, strip_markers(s), parse_markers(s)) for s in split_sentences(answer)]
+    sentences = [(s, strip_markers(s), list(dict.fromkeys(parse_markers(s) + source_refs(s))))
+                 for s in split_sentences(answer)]
     sentences = [t for t in sentences if t[1] and re.search(r"\w", t[1])]
     # Score every (sentence, source) pair in one batch: a repair may need any source.
     pairs = [(claim, src.text) for _, claim, _ in sentences for src in sources]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ingest import FakeEmbedder
 from rag.retrieve import Source
 from rag.support import SupportJudge, numbers, pair_features
-from rag.verify import check, parse_markers, render, split_sentences, strip_markers
+from rag.verify import check, parse_markers, render, source_refs, split_sentences, strip_markers
 
 SOURCES = [
     Source(1, "a", "A", "Markets reacted immediately and bitcoin slid to $66,000 after the leak.", 0, 70, 0.9),
@@ -20,6 +22,30 @@ def judge() -> SupportJudge:
 def test_parse_markers_forms():
     assert parse_markers("x [1] y [2, 3] z [[4]] w [0] [99]") == [1, 2, 3, 4, 0, 99]
     assert strip_markers("Bitcoin slid to $66,000 [1].") == "Bitcoin slid to $66,000."
+
+
+@pytest.mark.parametrize("sentence, claim", [
+    ('Source [1] states that the leak is "particularly interesting."', 'The leak is "particularly interesting."'),
+    ("Source 1 says bitcoin slid to $66,000.", "Bitcoin slid to $66,000."),
+    ("The leak came from a CMS error, while sources [2] and [3] mention API access controls.",
+     "The leak came from a CMS error, while other articles mention API access controls."),
+    ("Source [2] is about the leak.", "Another article is about the leak."),
+    ("According to source [1], bitcoin slid.", "Bitcoin slid."),
+    ("Article [2] points out that APIs leaked.", "APIs leaked."),
+    ("Article 5 of the GDPR applies [1].", "Article 5 of the GDPR applies."),  # a law's article, not a source
+    ("The open-source model leaked [1].", "The open-source model leaked."),
+])
+def test_a_sentence_that_names_its_sources_reads_as_a_claim(sentence, claim):
+    assert strip_markers(sentence) == claim
+    assert strip_markers(claim) == claim
+
+
+def test_sources_named_in_words_count_as_the_sentence_citations():
+    assert source_refs("Source 1 states X, while sources [2] and [3] say Y; article 5 of a law.") == [1, 2, 3]
+    out = check("Source 2 states that the leak came from misconfigured API access controls.", SOURCES, judge())
+    assert out[0].supported and out[0].sources == [2] and not out[0].repaired
+    text, _ = render(out)
+    assert text == "The leak came from misconfigured API access controls [1]."
 
 
 def test_trailing_marker_fragment_joins_its_sentence():
