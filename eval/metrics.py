@@ -205,6 +205,23 @@ def citation_metrics(
     }
 
 
+def both_sides(answer: Mapping[str, Any], facts: Sequence[Sequence[str]]) -> float:
+    """For a question the articles disagree on (gold tag ``disagreement``; each fact group is one side): 1.0 when
+    every side is in a sentence that carries a citation, and those sentences cite at least two documents, so each
+    side is backed by its own article; else 0.0."""
+    by_number = {c["number"]: c.get("doc_id", "") for c in answer.get("citations", [])}
+    sentences = [(normalize(strip_citations(s["text"])),
+                  {by_number[n] for n in [*s.get("citations", []), *cited_numbers(s["text"])] if n in by_number})
+                 for s in answer.get("sentences", [])]
+    cited: set[str] = set()
+    for variants in facts:
+        docs = [d for text, d in sentences if d and any(normalize(v) in text for v in variants)]
+        if not docs:
+            return 0.0
+        cited |= set().union(*docs)
+    return 1.0 if len(cited) >= 2 else 0.0
+
+
 # ----------------------------------------------------------------------------- abstention and cost
 def abstention_metrics(records_with_gold: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Abstention quality; each record needs boolean ``answerable`` (gold) and ``abstained`` (system).
@@ -249,6 +266,8 @@ def score_answer(
         row["token_f1"] = token_f1(answer.get("text", ""), gold["reference"])
         row.update(retrieval_metrics(answer.get("sources", []), locate_spans(gold["spans"], docs), k))
         row.update(citation_metrics(answer, judge, docs=docs))
+        if "disagreement" in gold.get("tags", ()):
+            row["both_sides"] = both_sides(answer, gold["facts"]) if not answer.get("abstained") else 0.0
     return row
 
 

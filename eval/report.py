@@ -16,7 +16,7 @@ from pathlib import Path
 from eval.gates import GateResult
 
 QUALITY = ["hit@k", "recall@k", "mrr", "ndcg@k", "facts_present", "token_f1", "citation_recall",
-           "citation_precision", "unsupported_share", "abstention_recall", "abstention_precision",
+           "citation_precision", "both_sides", "unsupported_share", "abstention_recall", "abstention_precision",
            "false_abstention_rate"]
 CHECKS = ["abstention", "facts", "retrieval", "citation recall", "citation precision", "unsupported", "invalid"]
 

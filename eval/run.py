@@ -389,7 +389,8 @@ def summary_text(run: dict, results: list, gaps: list[dict], out: Path) -> str:
         f"split {run['split']}), {scope['llm']}, judge {scope['judge']}, k={scope['k']}; answers "
         f"{run['answers_source']}",
         f"  retrieval  hit@k {f('hit@k')}  recall@k {f('recall@k')}  mrr {f('mrr')}  ndcg@k {f('ndcg@k')}",
-        f"  answers    facts {f('facts_present')}  token F1 {f('token_f1')}",
+        f"  answers    facts {f('facts_present')}  token F1 {f('token_f1')}  disagreements with both sides cited "
+        f"{f('both_sides')}",
         f"  citations  recall {f('citation_recall')}  precision {f('citation_precision')}  unsupported share "
         f"{f('unsupported_share')}  invalid {int(s['invalid_citations'])}",
         f"  citations by the meaning judge (a second opinion)  recall {f('citation_recall_meaning')}  precision "

@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from eval import metrics as m
 from eval.metrics import (
     abstention_metrics,
     aggregate,
@@ -235,3 +236,17 @@ def test_score_answer_end_to_end():
     unanswerable = score_answer({"abstained": True}, {"id": "q2", "answerable": False}, docs, toy_judge)
     assert unanswerable == {"id": "q2", "answerable": False, "abstained": True, "timings": {},
                             "prompt_tokens": None}
+
+
+def test_both_sides_needs_each_side_cited_and_two_articles():
+    facts = [["content management", "CMS"], ["API"]]
+    cites = [{"number": 1, "doc_id": "a"}, {"number": 2, "doc_id": "b"}]
+
+    def answer(*sentences):
+        return {"sentences": [{"text": t, "citations": []} for t in sentences], "citations": cites}
+
+    assert m.both_sides(answer("One says a CMS error [1].", "Another blames API controls [2]."), facts) == 1.0
+    assert m.both_sides(answer("A CMS error [1], or API controls [2]."), facts) == 1.0
+    assert m.both_sides(answer("One says a CMS error [1].", "Another blames API controls."), facts) == 0.0
+    assert m.both_sides(answer("A CMS error [1].", "API controls [1]."), facts) == 0.0  # one article for both
+    assert m.both_sides(answer("A CMS error [1]."), facts) == 0.0
