@@ -318,9 +318,13 @@ class ChunkStore:
             lock.release()
 
     # --- documents -------------------------------------------------------------------------------------------
-    def doc_records(self, with_text: bool = False) -> dict[str, DocRecord]:
+    def doc_records(self, with_text: bool = False, doc_ids: list[str] | None = None) -> dict[str, DocRecord]:
+        """Every document's record, or these documents' (an id with no record is left out)."""
         include = ["metadatas", "documents"] if with_text else ["metadatas"]
-        got = self._docs.get(include=include)
+        if doc_ids is not None and not doc_ids:
+            return {}
+        got = self._docs.get(include=include) if doc_ids is None else self._docs.get(ids=list(doc_ids),
+                                                                                       include=include)
         texts = got.get("documents") or [""] * len(got["ids"])
         out = {}
         for doc_id, meta, text in zip(got["ids"], got["metadatas"], texts):
@@ -416,12 +420,20 @@ class ChunkStore:
 
     def all_chunks(self, page: int = 5000) -> tuple[list[str], list[str], list[dict]]:
         """Every chunk's id, text and metadata (for the lexical index), read in pages."""
+        return self.chunks_of(None, page)
+
+    def chunks_of(self, documents: list[str] | None, page: int = 5000) -> tuple[list[str], list[str], list[dict]]:
+        """The id, text and metadata of these documents' chunks (None: every chunk), read in pages; all versions
+        that are stored (`is_current` tells which to serve)."""
         ids: list[str] = []
         texts: list[str] = []
         metas: list[dict] = []
+        if documents is not None and not documents:
+            return ids, texts, metas
         offset = 0
         while True:
-            got = self._chunks.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            got = self._chunks.get(include=["documents", "metadatas"], where=_among(documents), limit=page,
+                                   offset=offset)
             if not got["ids"]:
                 break
             ids += got["ids"]

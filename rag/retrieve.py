@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (Chroma) and lexical (BM25 via bm25s) chunk search, fused, then sentence windows.
+"""Hybrid retrieval: dense (Chroma) and lexical (BM25, rag/lexical.py) chunk search, fused, then sentence windows.
 
 Prompt tokens are what the user waits for on a CPU, so the model is not given whole chunks: inside the best
 chunks, each sentence is scored against the question and the best few (with a neighbour where they touch) become
@@ -8,14 +8,15 @@ the numbered sources. Each source is an exact span of its document. This module 
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
-from ingest.store import ChunkStore, is_current
+from ingest.store import ChunkStore, DocRecord, is_current
 from rag.guard import addresses_the_model
+from rag.lexical import IDF, LexicalIndex
 from rag.tokens import STOPWORDS, bm25_tokens, content_words, terms
 
 log = logging.getLogger(__name__)
@@ -64,48 +65,99 @@ def _key(meta: dict) -> str:
 
 
 class Retriever:
-    """Built once per store state: keeps the lexical index in memory; dense search stays in Chroma."""
+    """The lexical index and the word set of a collection, in memory; dense search stays in Chroma. Built once, then
+    kept in step with the store document by document (`update`)."""
 
     def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
-        import bm25s
-
-        # bm25s sets its logger to DEBUG when imported, so every `rag ask` printed a debug line; it follows the
-        # application's logging configuration instead.
-        logging.getLogger("bm25s").setLevel(logging.NOTSET)
-
         self.store = store
         self.embedder = embedder
+        self.texts: dict[str, str] = {}  # chunk id -> text, of the chunks served (whole, current versions)
+        self.metas: dict[str, dict] = {}
+        self._doc_chunks: dict[str, list[str]] = {}
+        self._records: dict[str, DocRecord] = {}  # what it was built from, without texts (see `changed`)
+        self._index = LexicalIndex()
+        self._idf = IDF(self._index)
+        self._lock = threading.Lock()  # searches and updates of the lexical index do not interleave
+        self._warned: set[str] = set()
+        # Every word of every document, bylines and titles included, and their 4-letter prefixes (for knows());
+        # counted per document, so that a word goes only with the last document that has it.
+        self._words: set[str] = set()
+        self._prefixes: set[str] = set()
+        self._word_docs: Counter[str] = Counter()
+        self._prefix_words: Counter[str] = Counter()
+        self._doc_words: dict[str, set[str]] = {}
         records = store.doc_records(with_text=True)
+        self._apply(records, store.all_chunks(), list(records))
+
+    @property
+    def n_docs(self) -> int:
+        """The documents it was built from (pending ones included)."""
+        return len(self._records)
+
+    def changed(self, records: dict[str, DocRecord]) -> list[str]:
+        """The documents whose records (as `ChunkStore.doc_records()` reads them, without texts) differ from the
+        ones this index holds: added, removed, rewritten or pending."""
+        return sorted(d for d in set(records) | set(self._records) if records.get(d) != self._records.get(d))
+
+    def update(self, doc_ids: list[str]) -> None:
+        """Bring these documents in line with the store: their current chunks and words replace what the index
+        had of them (none for a document that is gone or pending); every other document is left as it is."""
+        doc_ids = sorted(set(doc_ids))
+        if doc_ids:
+            self._apply(self.store.doc_records(with_text=True, doc_ids=doc_ids), self.store.chunks_of(doc_ids),
+                        doc_ids)
+
+    def _apply(self, records: dict[str, DocRecord], chunks: tuple[list[str], list[str], list[dict]],
+               doc_ids: list[str]) -> None:
         # Only the chunks of whole, current versions: a pending document's or an old version's chunks that a failed
         # cleanup left behind are never served.
-        ids, texts, metas = store.all_chunks()
-        live = [i for i, (cid, m) in enumerate(zip(ids, metas)) if is_current(cid, records.get(str(m.get("doc_id"))))]
-        self.ids = [ids[i] for i in live]
-        self.texts = [texts[i] for i in live]
-        self.metas = [metas[i] for i in live]
-        self._pos = {cid: i for i, cid in enumerate(self.ids)}
-        self._doc_rows: dict[str, list[int]] = {}
-        for i, m in enumerate(self.metas):
-            self._doc_rows.setdefault(m["doc_id"], []).append(i)
-        self._bm25 = bm25s.BM25()
-        tokens = bm25_tokens(self.texts)
-        self._indexed = any(tokens)  # bm25s cannot index a corpus without one word (all stopwords, or none)
-        if self._indexed:
-            self._bm25.index(tokens, show_progress=False)
-        df: dict[str, int] = {}
-        for words in tokens:
-            for w in set(words):
-                df[w] = df.get(w, 0) + 1
-        n = max(1, len(self.texts))
-        self._idf = {w: math.log(1 + n / d) for w, d in df.items()}
-        self._lock = threading.Lock()  # bm25s retrieval is not documented as thread-safe
-        self._warned: set[str] = set()
-        # Every word of every document, bylines and titles included, and their 4-letter prefixes (for knows()).
-        found: set[str] = set()
-        for rec in records.values():
-            found.update(t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}"))
-        self._words = found
-        self._prefixes = {w[:4] for w in self._words if len(w) >= 4}
+        mine: dict[str, list[int]] = {d: [] for d in doc_ids}
+        ids, texts, metas = chunks
+        for i, (cid, m) in enumerate(zip(ids, metas)):
+            doc = str(m.get("doc_id"))
+            if doc in mine and is_current(cid, records.get(doc)):
+                mine[doc].append(i)
+        tokens = {d: bm25_tokens([texts[i] for i in rows]) for d, rows in mine.items()}
+        with self._lock:
+            self._index.remove_many(doc_ids)
+            self._index.add_many((d, [ids[i] for i in rows], tokens[d]) for d, rows in mine.items() if rows)
+            for d, rows in mine.items():
+                for cid in self._doc_chunks.pop(d, []):
+                    del self.texts[cid], self.metas[cid]
+                if rows:
+                    self._doc_chunks[d] = [ids[i] for i in rows]
+                for i in rows:
+                    self.texts[ids[i]], self.metas[ids[i]] = texts[i], metas[i]
+                self._forget_words(d)
+                rec = records.get(d)
+                if rec is None:
+                    self._records.pop(d, None)
+                    continue
+                self._records[d] = replace(rec, text="")
+                self._learn_words(d, {t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}")})
+
+    def _learn_words(self, doc_id: str, found: set[str]) -> None:
+        self._doc_words[doc_id] = found
+        for w in found:
+            self._word_docs[w] += 1
+            if self._word_docs[w] == 1:
+                self._words.add(w)
+                if len(w) >= 4:
+                    self._prefix_words[w[:4]] += 1
+                    self._prefixes.add(w[:4])
+
+    def _forget_words(self, doc_id: str) -> None:
+        for w in self._doc_words.pop(doc_id, set()):
+            self._word_docs[w] -= 1
+            if self._word_docs[w] > 0:
+                continue
+            del self._word_docs[w]
+            self._words.discard(w)
+            if len(w) >= 4:
+                self._prefix_words[w[:4]] -= 1
+                if self._prefix_words[w[:4]] <= 0:
+                    del self._prefix_words[w[:4]]
+                    self._prefixes.discard(w[:4])
 
     def knows(self, word: str) -> bool:
         """Does any article use this word, or one that starts the same ("Chinese" for "China")? Every word of
@@ -116,23 +168,12 @@ class Retriever:
         return w in self._words or (len(w) >= 5 and w[:4] in self._prefixes)
 
     def _lexical(self, query: str, k: int, documents: list[str] | None = None) -> list[str]:
-        import numpy as np
-
-        tokens = bm25_tokens([query])
-        if not self._indexed or not tokens[0]:
+        """The best k chunk ids by BM25 (of these documents, when given: the same scope as the dense searches)."""
+        tokens = bm25_tokens([query])[0]
+        if not tokens:
             return []
-        mask = None
-        if documents is not None:  # the same scope as the dense searches' `where`
-            rows = [i for d in documents for i in self._doc_rows.get(d, [])]
-            if not rows:
-                return []
-            mask = np.zeros(len(self.ids), dtype=np.float32)
-            mask[rows] = 1.0
-            k = min(k, len(rows))
         with self._lock:
-            docs, scores = self._bm25.retrieve(tokens, k=min(k, len(self.ids)), show_progress=False, n_threads=1,
-                                               weight_mask=mask)
-        return [self.ids[int(d)] for d, s in zip(docs[0], scores[0]) if s > 0]
+            return [cid for cid, _ in self._index.search(tokens, k, documents)]
 
     def retrieve(self, query: str, top_k: int, max_sources: int, budget_chars: int,
                  documents: list[str] | None = None) -> Retrieval:
@@ -140,14 +181,14 @@ class Retriever:
         qvec = self.embedder.embed([query])[0]
         # Each search looks further than top_k so that one document cannot fill its list (see _diverse). Hits on
         # chunks this index does not hold (written by an ingest after it was built) are left out.
-        dense = [d for d in self.store.query(qvec, top_k * DIVERSITY_REACH, documents) if d[0] in self._pos]
+        dense = [d for d in self.store.query(qvec, top_k * DIVERSITY_REACH, documents) if d[0] in self.texts]
         lexical = self._diverse(self._lexical(query, top_k * DIVERSITY_REACH, documents), top_k)
         dense = [d for d in dense if d[0] in set(self._diverse([cid for cid, _ in dense], top_k))]
         # Sentences are searched too: a paraphrased question often matches one sentence of a chunk whose other
         # sentences pull the chunk's own vector away from it.
         by_sentence = list(dict.fromkeys(cid for cid, _ in self.store.query_sentences(qvec, SENTENCE_HITS * top_k,
                                                                                       documents)
-                                         if cid in self._pos))
+                                         if cid in self.texts))
         fused: dict[str, float] = {}
         for ranking in ([cid for cid, _ in dense], lexical, by_sentence):
             for rank, cid in enumerate(ranking):
@@ -165,7 +206,7 @@ class Retriever:
         left: list[str] = []
         per_doc: dict[str, int] = {}
         for cid in ranked:
-            doc = self.metas[self._pos[cid]]["doc_id"] if cid in self._pos else cid
+            doc = self.metas[cid]["doc_id"] if cid in self.metas else cid
             if len(taken) >= k:
                 break
             if per_doc.get(doc, 0) >= cap:
@@ -291,16 +332,16 @@ class Retriever:
                         "never used as sources", doc_id)
 
     def _chunk_slice(self, meta: dict) -> str:
-        i = self._pos[meta["chunk_id"]]
-        base = self.metas[i]["start"]
-        return self.texts[i][meta["start"] - base : meta["end"] - base]
+        cid = meta["chunk_id"]
+        base = self.metas[cid]["start"]
+        return self.texts[cid][meta["start"] - base : meta["end"] - base]
 
     def _adjacent(self, a: dict, b: dict) -> bool:
-        i = self._pos[a["chunk_id"]]
-        base = self.metas[i]["start"]
-        gap = self.texts[i][a["end"] - base : b["start"] - base]
+        cid = a["chunk_id"]
+        base = self.metas[cid]["start"]
+        gap = self.texts[cid][a["end"] - base : b["start"] - base]
         return b["start"] >= a["end"] and not gap.strip()
 
     def _title(self, chunk_id: str) -> str:
-        return self.metas[self._pos[chunk_id]].get("title", "")
+        return self.metas[chunk_id].get("title", "")
 

@@ -60,7 +60,7 @@ def content_words(text: str) -> list[str]:
 
 
 def bm25_tokens(texts: list[str]) -> list[list[str]]:
-    """What bm25s indexes and searches (its list-of-token-lists input): each text's content words."""
+    """What the lexical index (rag/lexical.py) indexes and searches: each text's content words."""
     return [content_words(t) for t in texts]
 
 

@@ -1,0 +1,219 @@
+"""Incremental growth: the BM25 index and the word set follow the store document by document.
+
+`LexicalIndex` after any sequence of adds, changes and removals scores every chunk exactly as bm25s (the library the
+index built from scratch used) scores the final set of chunks; in a serving Pipeline, adding, changing or removing
+one article (in this process or by another writer) touches that article's entries only, with no rebuild, and the
+answers follow at once. All on the fakes.
+"""
+
+from __future__ import annotations
+
+import random
+
+import bm25s
+import numpy as np
+import pytest
+
+from rag import Pipeline
+from rag.lexical import IDF, LexicalIndex
+from rag.retrieve import Retriever
+from rag.tokens import bm25_tokens
+
+VOCAB = [f"w{i}" for i in range(200)]
+
+
+def _random_doc(rng: random.Random) -> list[list[str]]:
+    """1-4 chunks of 0-30 tokens over a skewed vocabulary (some words common, most rare; some chunks empty)."""
+    return [[rng.choice(VOCAB[: rng.randint(3, len(VOCAB))]) for _ in range(rng.randint(0, 30))]
+            for _ in range(rng.randint(1, 4))]
+
+
+def _ids(doc_id: str, chunks: list[list[str]]) -> list[str]:
+    return [f"{doc_id}::{j}" for j in range(len(chunks))]
+
+
+def _churned(seed: int) -> tuple[LexicalIndex, dict[str, list[list[str]]]]:
+    """An index after adds, changes (a document added again with new chunks) and removals; and what it should hold."""
+    rng = random.Random(seed)
+    index, docs = LexicalIndex(), {}
+    for _ in range(120):
+        doc_id = f"d{rng.randint(0, 40)}"
+        if docs and rng.random() < 0.3:
+            gone = rng.choice(sorted(docs))
+            index.remove(gone)
+            del docs[gone]
+        else:
+            docs[doc_id] = _random_doc(rng)
+            index.add(doc_id, _ids(doc_id, docs[doc_id]), docs[doc_id])
+    return index, docs
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_updated_index_scores_as_bm25s_built_from_scratch(seed):
+    index, docs = _churned(seed)
+    ids = [cid for d, chunks in docs.items() for cid in _ids(d, chunks)]
+    tokens = [t for chunks in docs.values() for t in chunks]
+    reference = bm25s.BM25()
+    reference.index(tokens, show_progress=False)
+    fresh = LexicalIndex()
+    fresh.add_many((d, _ids(d, chunks), chunks) for d, chunks in docs.items())
+    slot = {cid: s for s, cid in enumerate(index._slot_chunk) if cid is not None}
+    assert sorted(slot) == sorted(ids) and len(index) == len(ids)
+    rng = random.Random(seed)
+    for _ in range(40):
+        query = [rng.choice(VOCAB) for _ in range(rng.randint(1, 5))] + ["unseen"]
+        known = [w for w in query if w in reference.vocab_dict]
+        theirs = reference.get_scores(known) if known else np.zeros(len(ids), dtype=np.float32)
+        ours = index.scores(query)
+        assert np.abs(ours[[slot[c] for c in ids]] - theirs).max() <= 1e-6
+        k = 10
+        got = index.search(query, k)
+        assert got == fresh.search(query, k)  # same ids, same scores, same order
+        top = np.sort(theirs)[::-1][:k]
+        assert np.allclose([s for _, s in got], top[top > 0], atol=1e-6, rtol=0)
+        for cid, score in got:
+            assert abs(score - theirs[ids.index(cid)]) <= 1e-6
+    for word in VOCAB:
+        assert index.df(word) == sum(word in set(t) for t in tokens)
+
+
+def test_a_removed_document_cannot_be_found_at_once():
+    index = LexicalIndex()
+    index.add("a", ["a::0", "a::1"], [["okapi", "zoo"], ["okapi"]])
+    index.add("b", ["b::0"], [["zoo", "keeper"]])
+    assert {cid for cid, _ in index.search(["okapi", "zoo"], 5)} == {"a::0", "a::1", "b::0"}
+    index.remove("a")
+    assert index.search(["okapi"], 5) == [] and index.df("okapi") == 0 and "okapi" not in IDF(index)
+    assert [cid for cid, _ in index.search(["okapi", "zoo"], 5)] == ["b::0"]
+    index.add("c", ["c::0"], [["okapi"]])  # the freed slot is reused without the old postings
+    assert [cid for cid, _ in index.search(["okapi"], 5)] == ["c::0"]
+    assert index.search(["zoo", "okapi"], 5, documents=["c"]) == index.search(["okapi"], 5, documents=["c"])
+
+
+# --- in a serving Pipeline --------------------------------------------------------------------------------------
+ZEBRA = "# Zebra news\n\nThe zebra count at the city zoo reached 4,242 in May, keepers said.\n"
+OKAPI = "# Okapi news\n\nThe okapi calf born at the city zoo weighed 16 kilograms, keepers said.\n"
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """Counts Retriever builds: an update must not construct one."""
+    count = {"n": 0}
+    original = Retriever.__init__
+
+    def counting(self, *a, **kw):
+        count["n"] += 1
+        original(self, *a, **kw)
+
+    monkeypatch.setattr(Retriever, "__init__", counting)
+    return count
+
+
+def _snapshot(r: Retriever) -> dict:
+    return {d: [(cid, r.texts[cid], r.metas[cid]) for cid in cids] for d, cids in r._doc_chunks.items()}
+
+
+def _others_untouched(before: dict, r: Retriever, doc_id: str) -> None:
+    """Every other document's entries are the very objects they were, and its lexical rows are its own."""
+    for d, rows in before.items():
+        if d == doc_id:
+            continue
+        assert [(cid, r.texts[cid], r.metas[cid]) for cid in r._doc_chunks[d]] == rows
+        assert all(r.texts[cid] is text and r.metas[cid] is meta for cid, text, meta in rows)
+        assert r._index.chunk_ids(d) == [cid for cid, _, _ in rows]
+
+
+def test_adding_changing_and_removing_one_article_updates_the_serving_index(settings, corpus, built):
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    assert built["n"] == 1 and not r.knows("zebra") and "zebra" not in r._idf
+    before = _snapshot(r)
+
+    (corpus / "zebra.md").write_text(ZEBRA)
+    assert pipe.ingest().added == ["zebra"]
+    assert pipe.retriever() is r and built["n"] == 1  # updated, not rebuilt
+    _others_untouched(before, r, "zebra")
+    new = r._index.chunk_ids("zebra")
+    assert new and set(new) == set(r._doc_chunks["zebra"]) <= set(r.texts)
+    assert r.knows("zebra") and r.knows("Keepers") and "zebra" in r._idf
+    assert r._lexical("zebra count", 5) == new[:5]
+    answer = pipe.ask("How many zebras are at the city zoo?")
+    assert not answer.abstained and answer.citations[0].doc_id == "zebra"  # the fake model cites the best first
+    assert "4,242" in answer.citations[0].quote
+
+    (corpus / "zebra.md").write_text(OKAPI)  # changed: the zebra is gone from it, an okapi came
+    assert pipe.ingest().changed == ["zebra"]
+    assert pipe.retriever() is r and built["n"] == 1
+    _others_untouched(before, r, "zebra")
+    assert not set(new) & set(r.texts) and not set(new) & set(r._index.chunk_ids("zebra"))
+    assert r.knows("okapi") and not r.knows("zebra") and "zebra" not in r._idf
+    answer = pipe.ask("What did the okapi calf weigh?")
+    assert answer.citations[0].doc_id == "zebra" and "16 kilograms" in answer.citations[0].quote
+    assert "4,242" not in " ".join(c.quote for c in answer.citations + answer.sources)
+
+    pipe.remove_document("zebra")
+    assert pipe.retriever() is r and built["n"] == 1
+    _others_untouched(before, r, "zebra")
+    assert "zebra" not in r._doc_chunks and r._index.chunk_ids("zebra") == []
+    assert not any(m["doc_id"] == "zebra" for m in r.metas.values())
+    assert not r.knows("okapi") and r._lexical("okapi calf", 5) == []
+    answer = pipe.ask("What did the okapi calf weigh?")
+    assert all(c.doc_id != "zebra" for c in answer.citations + answer.sources)
+    assert _snapshot(r) == {d: rows for d, rows in before.items()}
+    # What the updates left is what a build from scratch holds.
+    fresh = Retriever(pipe.store, pipe.embedder)
+    assert fresh.texts == r.texts and fresh._words == r._words and fresh._prefixes == r._prefixes
+    assert dict(fresh._idf) == dict(r._idf)
+
+
+def test_an_ingest_by_another_writer_is_taken_in_without_a_rebuild(settings, corpus, built):
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    before = _snapshot(r)
+    (corpus / "zebra.md").write_text(ZEBRA)
+    assert Pipeline(settings).ingest().added == ["zebra"]  # another writer: this pipeline only sees the generation
+    assert pipe.retriever() is r and built["n"] == 1
+    _others_untouched(before, r, "zebra")
+    assert r.knows("zebra") and r._index.chunk_ids("zebra")
+
+
+def test_a_scoped_lexical_search_after_updates_stays_in_its_scope(settings, corpus):
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    others = sorted(r._doc_chunks)
+    (corpus / "zebra.md").write_text(ZEBRA)
+    pipe.ingest()
+    (corpus / "okapi.md").write_text(OKAPI + "The zebra herd grew too.\n")
+    pipe.ingest()
+    assert pipe.retriever() is r
+    query = "zebra okapi city zoo keepers bitcoin"
+    for scope in (["zebra"], ["okapi"], others[:1], ["zebra", others[0]]):
+        hits = r._lexical(query, 50, scope)
+        assert hits and {r.metas[cid]["doc_id"] for cid in hits} <= set(scope)
+        sources = pipe.retrieve(query, documents=scope).sources
+        assert sources and {s.doc_id for s in sources} <= set(scope)
+    pipe.remove_document("zebra")
+    assert pipe.retriever() is r and r._lexical(query, 50, ["zebra"]) == []
+    assert {r.metas[cid]["doc_id"] for cid in r._lexical(query, 50, ["okapi", others[0]])} == {"okapi", others[0]}
+
+
+def test_a_change_to_most_of_the_collection_rebuilds(settings, corpus, built):
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    for path in sorted(corpus.iterdir())[:2]:  # two of three articles change
+        path.write_text(path.read_text() + "\nA zebra was seen nearby.\n")
+    assert len(pipe.ingest().changed) == 2
+    assert pipe.retriever() is not r and built["n"] == 2
+    assert pipe.retriever().knows("zebra")
+
+
+def test_the_idf_table_follows_the_index():
+    index = LexicalIndex()
+    idf = IDF(index)
+    index.add("a", ["a::0", "a::1"], bm25_tokens(["Zebras graze.", "Zebras run; okapis hide."]))
+    assert set(idf) == {"zebra", "graze", "run", "okapi", "hide"} and len(idf) == 5
+    assert idf["zebra"] == pytest.approx(np.log(1 + 2 / 2)) and idf["okapi"] == pytest.approx(np.log(1 + 2 / 1))
+    index.add("b", ["b::0"], bm25_tokens(["Okapis graze."]))
+    assert idf["okapi"] == pytest.approx(np.log(1 + 3 / 2))
+    index.remove("a")
+    assert set(idf) == {"okapi", "graze"} and idf["okapi"] == pytest.approx(np.log(1 + 1 / 1))
