@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import platform
 import sys
@@ -131,7 +130,6 @@ class _Log:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     names = _sections(args.only)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs each index build at DEBUG to stderr
     quick = args.quick
     settings = Settings.from_env(llm=args.llm or ("fake" if quick else None),
                                  embedder=args.embedder or ("fake" if quick else None), corpus=args.corpus)
@@ -204,7 +202,7 @@ def _meta(settings: Settings, quick: bool, argv: list[str]) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions: dict[str, str | None] = {}
-    for pkg in ("chromadb", "llama_cpp_python", "sentence-transformers", "torch", "bm25s", "numpy"):
+    for pkg in ("chromadb", "llama_cpp_python", "sentence-transformers", "torch", "numpy"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
