@@ -251,6 +251,7 @@ def test_beyond_loopback_needs_an_api_key(settings):
         "the default --host 127.0.0.1"]
 
 
+@pytest.mark.integration  # starts `rag serve` as a process
 def test_rag_serve_as_a_process_takes_its_key_from_the_environment(settings):
     _require_command("serve")
     port = free_port()

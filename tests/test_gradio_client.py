@@ -9,6 +9,8 @@ from rag import pipeline
 
 from .conftest import free_port
 
+pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
+
 gradio_client = pytest.importorskip("gradio_client")
 
 QUESTION = "How far did bitcoin fall after the leak?"

@@ -141,6 +141,7 @@ def test_no_network_at_import_ask_or_ui_launch_and_the_ui_listens_on_loopback(tm
     assert result["listening"] == ["0100007F"], f"listening on {result['listening']}, not only 127.0.0.1"
 
 
+@pytest.mark.integration  # a subprocess
 def test_cli_ask_is_quiet_and_offline(tmp_path):
     # `rag ask` on the fakes prints the answer on stdout and only the timing line on stderr: no warnings, no
     # debug lines from libraries (bm25s used to print one), no network.
@@ -155,6 +156,7 @@ def test_cli_ask_is_quiet_and_offline(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("fake · retrieve"), run.stderr
 
 
+@pytest.mark.integration  # a subprocess
 def test_no_network_and_no_output_from_library_use(tmp_path):
     _library_run(tmp_path, "fake", serve=False)
 

@@ -16,6 +16,8 @@ import pytest
 
 from .conftest import ROOT, free_port, require
 
+pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
+
 mcp = pytest.importorskip("mcp")
 
 QUESTION = "How far did bitcoin fall after the leak?"
