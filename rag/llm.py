@@ -91,7 +91,8 @@ class FakeLLM:
 class LlamaCppLLM:
     """A GGUF model run in-process with llama-cpp-python. One request at a time: llama.cpp is not thread-safe."""
 
-    def __init__(self, model_path: Path, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+    def __init__(self, model_path: Path, n_ctx: int = 2048, n_threads: int | None = None,
+                 state_dir: Path | None = None) -> None:
         try:
             from llama_cpp import Llama
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -121,6 +122,8 @@ class LlamaCppLLM:
         self.n_ctx = n_ctx
         self.lock = threading.Lock()  # public so callers can tell the UI that a request is waiting
         self._anchors: dict[str, list[int]] = {}  # system prompt -> its tokens before the user's message
+        self._model_path = model_path
+        self._state_dir = state_dir  # where an evaluated system turn is kept for the next process (None: nowhere)
         # Free the model before the interpreter tears down llama_cpp's globals (else a noisy __del__ at exit).
         atexit.register(self.llama.close)
 
@@ -239,9 +242,86 @@ class LlamaCppLLM:
             return
         if llama.n_tokens >= len(anchor) and list(llama.input_ids[: len(anchor)]) == anchor:
             llama.n_tokens = len(anchor)  # generate() keeps exactly the anchor and evaluates the rest afresh
-        else:
+        elif not self._restore(anchor):
             llama.reset()
             llama.eval(anchor)
+            self._keep(anchor)
+
+    def prepare(self, system: str) -> None:
+        """Evaluate (or restore) the system turn now, so that the first prompt that starts with it costs only its
+        own tokens (`preload` runs this while the first question is being retrieved)."""
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": "?"}]
+        tokens, _ = self.encode(messages)
+        with self.lock:
+            self._from_anchor(tokens, messages)
+
+    # --- the evaluated system turn, kept on disk ----------------------------------------------------------------
+    # A cold `rag ask` spent about 3 s evaluating the system turn (209 tokens) before it read the question. Its
+    # state (the KV cache, about 6 MB) is the same bytes in every process of one machine and build, so it is kept
+    # in <home>/models/states/, under a key of everything that shapes those bytes: the model file, the tokens,
+    # the context and batch sizes, llama.cpp's version and the CPU (another CPU takes other floating-point paths).
+    def _state_path(self, anchor: list[int]) -> Path | None:
+        if self._state_dir is None:
+            return None
+        import hashlib
+        import platform
+
+        import llama_cpp
+
+        try:
+            stat = self._model_path.stat()
+            cpu = Path("/proc/cpuinfo").read_text(errors="replace") if Path("/proc/cpuinfo").is_file() else ""
+        except OSError:
+            return None
+        cpu = "\n".join(sorted({ln for ln in cpu.splitlines() if ln.startswith(("model name", "flags"))}))
+        key = hashlib.sha256(repr((self._model_path.name, stat.st_size, stat.st_mtime_ns, anchor, self.n_ctx,
+                                   self.llama.n_batch, getattr(llama_cpp, "__version__", ""), platform.machine(),
+                                   cpu)).encode()).hexdigest()[:32]
+        return self._state_dir / f"{key}.kv"
+
+    def _restore(self, anchor: list[int]) -> bool:
+        """Load the kept state of this system turn; False (and nothing changed) when there is none that fits."""
+        import ctypes
+
+        import llama_cpp
+
+        path = self._state_path(anchor)
+        try:
+            data = path.read_bytes() if path is not None else b""
+        except OSError:
+            return False
+        if not data:
+            return False
+        llama = self.llama
+        llama.reset()
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_set_data(llama._ctx.ctx, buf, len(data)) != len(data):
+            llama.reset()  # a truncated or foreign file: evaluate instead
+            llama._ctx.kv_cache_clear()
+            return False
+        llama.input_ids[: len(anchor)] = anchor
+        llama.n_tokens = len(anchor)
+        return True
+
+    def _keep(self, anchor: list[int]) -> None:
+        import ctypes
+
+        import llama_cpp
+
+        path = self._state_path(anchor)
+        if path is None:
+            return
+        ctx = self.llama._ctx.ctx
+        size = llama_cpp.llama_state_get_size(ctx)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_get_data(ctx, buf, size)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(bytes(buf)[:n])
+            os.replace(tmp, path)  # whole or not at all: a reader never sees half a file
+        except OSError:  # a read-only home: the next process evaluates it again
+            pass
 
 
 class OllamaLLM:
@@ -333,6 +413,27 @@ def check_llm_id(llm_id: str) -> tuple[str, str]:
     return kind, arg
 
 
+def preload(llm_id: str, model_dir: Path, n_ctx: int, system: str) -> None:
+    """Start loading a model that is not loaded yet, and preparing its system turn, in a thread of its own: a cold
+    process then loads it while it imports the embedder and retrieves (llama.cpp's loading releases the GIL). The
+    thread is not a daemon, so a process that exits meanwhile waits for it instead of tearing the model down
+    half-loaded. Errors are left to the caller's own `get_llm`, which raises them."""
+    with _cache_lock:
+        if (llm_id, str(model_dir), n_ctx) in _cache:
+            return
+
+    def load() -> None:
+        try:
+            llm = get_llm(llm_id, model_dir, n_ctx)
+            prepare = getattr(llm, "prepare", None)
+            if callable(prepare):
+                prepare(system)
+        except Exception:  # noqa: BLE001  (reported when the answer asks for the model)
+            pass
+
+    threading.Thread(target=load, name="rag-preload").start()
+
+
 def get_llm(llm_id: str, model_dir: Path, n_ctx: int = 2048) -> LLM:
     """The backend for an id; loaded models are shared within the process."""
     kind, arg = check_llm_id(llm_id)
@@ -353,6 +454,6 @@ def get_llm(llm_id: str, model_dir: Path, n_ctx: int = 2048) -> LLM:
                 if not path.is_file():
                     raise UserError(f"no GGUF file at {path}: use llamacpp:default, llamacpp:small "
                                     "or llamacpp:/path/to/model.gguf")
-            llm = LlamaCppLLM(path, n_ctx=n_ctx)
+            llm = LlamaCppLLM(path, n_ctx=n_ctx, state_dir=model_dir / "states")
         _cache[key] = llm
         return llm
