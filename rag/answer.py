@@ -23,7 +23,7 @@ from ingest.pipeline import IngestReport, Progress, sync
 from ingest.store import DEFAULT_COLLECTION, ChunkStore, DocRecord
 from rag import condense, policy
 from rag.condense import Standalone
-from rag.llm import LLM, Message, check_llm_id, get_llm
+from rag.llm import LLM, Message, check_llm_id, get_llm, preload
 from rag.retrieve import Retrieval, Retriever, Source
 from rag.settings import Settings
 from rag.support import MeaningJudge, SupportJudge
@@ -348,6 +348,7 @@ class Pipeline:
         s = self.settings
         t0 = time.perf_counter()
         question = clean_question(question, s.max_question_chars)
+        preload(s.llm, s.model_dir, s.n_ctx, SYSTEM_PROMPT)  # a cold process loads the model while it retrieves
         asked = self.standalone(question, history)
         retrieval = self.retrieve(asked.question, context=asked.retrieval_context, documents=documents)
         t_retrieved = time.perf_counter()
