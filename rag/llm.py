@@ -24,6 +24,8 @@ from typing import Protocol
 from ingest.errors import SetupError, UserError
 from rag.model_files import MODELS, ensure_model
 
+_KEPT_STATES = 8  # evaluated system turns kept on disk (about 6 MB each)
+
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 
 # Placeholders for message content while a chat template is rendered (private-use characters: no text has them).
@@ -271,12 +273,15 @@ class LlamaCppLLM:
         try:
             stat = self._model_path.stat()
             cpu = Path("/proc/cpuinfo").read_text(errors="replace") if Path("/proc/cpuinfo").is_file() else ""
+            # the build itself (another CMAKE_ARGS build of one version takes other SIMD paths)
+            build = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                           for p in (Path(llama_cpp.__file__).parent / "lib").glob("*.so*"))
         except OSError:
             return None
         cpu = "\n".join(sorted({ln for ln in cpu.splitlines() if ln.startswith(("model name", "flags"))}))
         key = hashlib.sha256(repr((self._model_path.name, stat.st_size, stat.st_mtime_ns, anchor, self.n_ctx,
-                                   self.llama.n_batch, getattr(llama_cpp, "__version__", ""), platform.machine(),
-                                   cpu)).encode()).hexdigest()[:32]
+                                   self.llama.n_batch, getattr(llama_cpp, "__version__", ""), build,
+                                   platform.machine(), cpu)).encode()).hexdigest()[:32]
         return self._state_dir / f"{key}.kv"
 
     def _restore(self, anchor: list[int]) -> bool:
@@ -320,6 +325,9 @@ class LlamaCppLLM:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(bytes(buf)[:n])
             os.replace(tmp, path)  # whole or not at all: a reader never sees half a file
+            kept = sorted(path.parent.glob("*.kv"), key=lambda p: p.stat().st_mtime, reverse=True)
+            for old in kept[_KEPT_STATES:]:  # other prompts, builds or models: the newest few stay
+                old.unlink(missing_ok=True)
         except OSError:  # a read-only home: the next process evaluates it again
             pass
 
