@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from rag import Pipeline, Settings, SetupError
 from rag.cli import main
 
-from .conftest import free_port, require
+from .conftest import ROOT, free_port, require
 
 pytestmark = pytest.mark.integration  # servers, subprocesses, whole harnesses: the full run only
 
@@ -174,3 +174,55 @@ def test_a_token_is_harmless_to_a_server_without_auth(chroma_url, corpus, tmp_pa
     monkeypatch.setenv("RAG_STORE_TOKEN", TOKEN)
     pipe = Pipeline(_settings(corpus, chroma_url, tmp_path))
     assert pipe.ingest().chunks_embedded > 0
+
+
+def _api_process(port: int, env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if "OpenAI-compatible API on" in line:
+            return proc
+    pytest.fail(f"rag serve did not start (exit {proc.wait(20)})")
+
+
+def _cited(port: int, question: str) -> set[str]:
+    import httpx
+
+    body = {"model": "corpus", "messages": [{"role": "user", "content": question}]}
+    reply = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=60).json()
+    return {c["doc_id"] for c in reply["choices"][0]["message"]["rag"]["citations"]}
+
+
+def test_two_api_processes_and_an_ingest_in_a_third_share_one_server(chroma_url, corpus, tmp_path):
+    """Issue "scale": two `rag serve` processes on one Chroma server, and `rag ingest` in a third. Each API process
+    sees an added article at its next question (the store's generation moved: its lexical index is updated for that
+    article) and, once the article is removed, never serves its chunks again."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAG_CORPUS": str(corpus), "RAG_STORE": chroma_url,
+           "RAG_HOME": str(tmp_path / "home"), "RAG_LLM": "fake", "RAG_EMBEDDER": "fake", "RAG_API_KEY": ""}
+
+    def ingest() -> None:
+        run = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", str(corpus)], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+
+    ingest()
+    ports = [free_port(), free_port()]
+    procs = [_api_process(port, env) for port in ports]
+    try:
+        question = "How many zebras did the city zoo count in May?"
+        for port in ports:
+            assert "zebra" not in _cited(port, question)
+            assert "000_91c71732e04b514a" in _cited(port, "How far did bitcoin fall after the leak?")
+        (corpus / "zebra.md").write_text("# Zebra news\n\nThe zebra count at the city zoo reached 4,242 in May, "
+                                         "keepers said.\n")
+        ingest()
+        for port in ports:
+            assert "zebra" in _cited(port, question), f"the API on port {port} did not see the new article"
+        (corpus / "zebra.md").unlink()
+        ingest()
+        for port in ports:
+            assert "zebra" not in _cited(port, question), f"the API on port {port} served a removed article"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(20)
