@@ -4,6 +4,7 @@
     ingest.py   ingest.sync against bare sentence-transformers encode of the same texts; re-ingest
     query.py    Pipeline.ask on gold questions against bare llama-cpp-python given the identical prompt
     process.py  fresh `rag` processes: cold start, peak RSS of ingest, ask and the UI
+    coldparts.py  a cold start part by part in one fresh process: imports, store, index, embedder, model, answer
     growth.py   synthetic corpora of 1k to 100k chunks: ingest, retrieval, Chroma against brute force
     big_inputs.py  one generated file of 256 KB and of 1 MB, four shapes: load + chunk time and its growth
     targets.py  THE table of targets: label, unit, goal, and where each value is read from the result
@@ -21,6 +22,13 @@ To add a section, write it as a function anywhere (eval/bench/formats.py, say) t
 its targets, a table of its top-level figures (until report.py gives it a part of its own) and its "how".
 """
 
-from eval.bench.cli import main
+
+def main(argv: list[str] | None = None) -> int:
+    """`rag bench` (eval/bench/cli.py). Imported when called, not with the package: `python -m
+    eval.bench.coldparts` times a cold process's imports, which the package's own must not precede."""
+    from eval.bench.cli import main as run
+
+    return run(argv)
+
 
 __all__ = ["main"]

@@ -1,6 +1,7 @@
 """The process section: fresh `rag` processes, as a person starts them. Cold start to the first answer (store
-already ingested, and on an empty store); peak RSS (getrusage RUSAGE_CHILDREN) of `rag ingest` and `rag ask`; peak
-RSS (/proc VmHWM) of `rag ui` after it answered one question over HTTP.
+already ingested, and on an empty store), and where its time goes (imports, store, index, embedder, model, answer:
+eval/bench/coldparts.py in one more fresh process); peak RSS (getrusage RUSAGE_CHILDREN) of `rag ingest` and
+`rag ask`; peak RSS (/proc VmHWM) of `rag ui` after it answered one question over HTTP.
 
 Warm latency inside one process is the query section's; memory is only the peak, never a trace over time.
 """
@@ -68,7 +69,8 @@ def _rag(*args: str) -> list[str]:
 
 
 def bench_process(settings: Settings, work: Path, question: str, cold_runs: int, ui: bool, log: Log) -> dict:
-    """`rag ingest` twice, `rag ask` on an empty store and `cold_runs` times on the ingested one, then `rag ui`."""
+    """`rag ingest` twice, `rag ask` on an empty store and `cold_runs` times on the ingested one, a cold start part
+    by part, then `rag ui`."""
     store = str(work / "process-store")
     out: dict = {"question": question}
 
@@ -99,14 +101,35 @@ def bench_process(settings: Settings, work: Path, question: str, cold_runs: int,
     out["cold"] = runs
     out["cold_start_s"] = statistics.median(r["seconds"] for r in runs)
     out["ask"] = {"peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs)}
+    out["cold_parts"] = cold_parts(settings, store, question, work)
+    log("  a cold start part by part: " + ", ".join(f"{k} {v:.2f}s" for k, v in out["cold_parts"]["parts"].items()
+                                                     if v >= 0.05))
     if ui:
         out["ui"] = measure_ui(settings, store, question, work, log)
     out["how"] = ("`python -m rag.cli ...` subprocesses with the bench's settings; cold start = spawn to exit of "
                   "`rag ask --json` (imports, model load from a warm page cache, store open and sync check, "
                   "retrieval, generation, verification); peak RSS of ask and ingest = ru_maxrss from "
                   "getrusage(RUSAGE_CHILDREN) in a small launcher process (not the bench, whose RSS a child inherits); "
-                  "the UI's from /proc/PID/status VmHWM after one answered question over HTTP (gradio_client)")
+                  "the UI's from /proc/PID/status VmHWM after one answered question over HTTP (gradio_client); the "
+                  "cold start part by part from one more fresh process, `python -m eval.bench.coldparts`, that does "
+                  "the parts one after another (a real `rag ask` loads the model while it retrieves: the cold start "
+                  "is the spawn-to-exit figure, not the parts' sum)")
     return out
+
+
+def cold_parts(settings: Settings, store: str, question: str, work: Path) -> dict:
+    """One fresh process (eval/bench/coldparts.py) that does a cold `rag ask`'s work one part after another: each
+    part's seconds, their total, and the process's own wall time and peak RSS as run_measured sees them."""
+    r = run_measured([sys.executable, "-m", "eval.bench.coldparts", "--json", question], _env(settings, store),
+                     work / "cold-parts.log", TIMEOUT_S)
+    _check(r, "python -m eval.bench.coldparts")
+    text = r.pop("full_output")
+    line = next((ln for ln in reversed(text.splitlines()) if ln.startswith("{")), "")
+    try:
+        got = json.loads(line)
+    except ValueError:
+        raise SetupError(f"eval.bench.coldparts printed no JSON: {text[-600:]}") from None
+    return {**got, "seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"]}
 
 
 def _check(r: dict, what: str) -> None:

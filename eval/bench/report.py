@@ -127,7 +127,45 @@ def _process_md(p: dict) -> list[str]:
         u = p["ui"]
         lines.append(f"| `rag ui`: start {u['started_s']:.1f} s, then one question over HTTP | "
                      f"{u['answer_s']:.1f} | {u['peak_rss_bytes'] / GB:.2f} GB |")
+    if p.get("cold_parts"):
+        lines += ["", *_cold_parts_md(p["cold_parts"], p["cold_start_s"])]
     return lines
+
+
+# What each part of eval/bench/coldparts.py covers, in its order.
+_COLD_PARTS = {
+    "python_start": "Python starts (process creation to the first line)",
+    "import_rag": "import rag",
+    "import_chromadb": "import chromadb",
+    "import_embedder_libs": "import sentence-transformers",
+    "import_llama_cpp": "import llama_cpp",
+    "store_open": "open the store (Pipeline, ChunkStore)",
+    "index_build": "first-use folder sync check and lexical index",
+    "embedder_load": "embedder load (first embedding)",
+    "model_load": "model load",
+    "system_turn": "system turn, restored from models/states or evaluated",
+    "answer": "Pipeline.ask (retrieve, generate, verify)",
+}
+
+
+def _cold_parts_md(c: dict, cold_start_s: float) -> list[str]:
+    parts = c["parts"]
+    whole = sum(parts.values()) or 1.0
+    skipped = set(c.get("skipped", []))
+    lines = ["### Where a cold start's time goes", "", "| part | seconds | share |", "|---|---|---|"]
+    for name, seconds in parts.items():
+        label = _COLD_PARTS.get(name, name) + (" (not in this run)" if name in skipped else "")
+        lines.append(f"| {label} | {seconds:.3f} | {seconds / whole:.0%} |")
+    timed = c.get("answer_timings", {})
+    return lines + [f"| sum of the parts | {sum(parts.values()):.3f} | 100% |", "",
+                    f"One more fresh process (`python -m eval.bench.coldparts`, {c['seconds']:.2f} s spawn to exit) "
+                    "did a cold `rag ask`'s work part by part, **one after another**. A real `rag ask` overlaps "
+                    "some of them (it loads the model and prepares its system turn in a thread while it imports the "
+                    "embedder and retrieves), so the parts say where the time goes, and the cold start itself is "
+                    f"the median above, {cold_start_s:.2f} s. Inside the answer: retrieve "
+                    f"{timed.get('retrieve', 0):.3f} s, first token {timed.get('first_token', 0):.3f} s, verify "
+                    f"{timed.get('verify', 0):.3f} s, total "
+                    f"{timed.get('total', 0):.3f} s."]
 
 
 def _ms(stats: dict | None, key: str) -> str:
