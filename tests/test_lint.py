@@ -21,6 +21,6 @@ def test_ruff_is_clean():
 
 
 def test_mypy_is_clean():
-    result = subprocess.run([sys.executable, "-m", "mypy", "rag", "ingest", "ui"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "mypy", "rag", "ingest", "ui", "eval"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

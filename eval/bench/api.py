@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 from eval.bench.measure import pct
 from rag.answer import pipeline
@@ -49,13 +50,13 @@ def api_overhead_bench(questions: list[dict] | list[str], settings: Settings) ->
 
     def via_api(question: str, history: list[dict]) -> tuple[float, str, float]:
         t = time.perf_counter()
-        reply = client.chat.completions.create(model=settings.collection_name,
-                                               messages=[*history, {"role": "user", "content": question}])
+        messages: list[Any] = [*history, {"role": "user", "content": question}]  # plain role/content dicts
+        reply = client.chat.completions.create(model=settings.collection_name, messages=messages)
         wall = time.perf_counter() - t
         message = reply.choices[0].message
         return wall, message.content or "", float(message.rag["timings"]["total"])  # type: ignore[attr-defined]
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         _, question, history = qs[-1]  # warm, untimed: model loaded, server threads and connection up
         direct(question, history)

@@ -88,6 +88,10 @@ class _Counting:
 
     def __init__(self, inner) -> None:
         self.inner, self.name, self.texts = inner, inner.name, 0
+        self.dim = inner.dim
+
+    def fingerprint(self) -> str:
+        return self.inner.fingerprint()
 
     def embed(self, texts: list[str]):
         self.texts += len(texts)
