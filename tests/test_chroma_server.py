@@ -226,3 +226,21 @@ def test_two_api_processes_and_an_ingest_in_a_third_share_one_server(chroma_url,
         for proc in procs:
             proc.terminate()
             proc.wait(20)
+
+
+def test_chromas_hybrid_search_is_not_available_here_so_bm25_stays_ours(chroma_url, tmp_path):
+    """Issue "scale" asked whether Chroma 1.x's `Search()` API (hybrid search with BM25 sparse vectors) can replace
+    rag/lexical.py. In the installed chromadb it is implemented only for distributed and hosted Chroma: a local
+    store raises NotImplementedError and `chroma run` answers "not implemented for local executor". When this test
+    fails, the engine can do it: move lexical search into Chroma and drop rag/lexical.py."""
+    import chromadb
+    from chromadb import Knn, Search
+    from chromadb.config import Settings as ChromaSettings
+
+    quiet = ChromaSettings(anonymized_telemetry=False)
+    for client in (chromadb.HttpClient(host="127.0.0.1", port=int(chroma_url.rsplit(":", 1)[1]), settings=quiet),
+                   chromadb.PersistentClient(path=str(tmp_path / "local"), settings=quiet)):
+        probe = client.get_or_create_collection("probe", embedding_function=None)
+        probe.add(ids=["a"], embeddings=[[0.1, 0.2, 0.3]], documents=["zebra count"])
+        with pytest.raises(Exception, match=r"(?i)not implemented"):
+            probe.search(Search().rank(Knn(query=[0.1, 0.2, 0.3])).limit(1))
