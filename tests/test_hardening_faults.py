@@ -348,7 +348,7 @@ def test_a_corrupt_model_file_never_reaches_llama_cpp(tmp_path, monkeypatch):
     loaded: list[Path] = []
 
     class Spy:
-        def __init__(self, path: Path, n_ctx: int = 2048) -> None:
+        def __init__(self, path: Path, n_ctx: int = 2048, **_) -> None:
             loaded.append(path)
             self.name = "spy"
 
