@@ -27,7 +27,7 @@ from rag.llm import LLM, Message, check_llm_id, get_llm, preload
 from rag.retrieve import Retrieval, Retriever, Source
 from rag.settings import Settings
 from rag.support import MeaningJudge, SupportJudge
-from rag.verify import check, render
+from rag.verify import check, pointed, render
 
 log = logging.getLogger(__name__)
 
@@ -378,6 +378,8 @@ class Pipeline:
             if cancel is not None and cancel.is_set():
                 return
             raw = "".join(parts).strip()
+            if policy.only_points(raw):
+                raw = pointed(raw, sources)
             t_generated = time.perf_counter()
             timings["generate"] += t_generated - t_asked
             declined = policy.declines(raw)

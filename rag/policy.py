@@ -60,6 +60,15 @@ _DECLINE = re.compile(r"NOT_FOUND|not (?:found|mentioned|provided|specified|stat
                       r"(?:contain|mention|say|provide|specify)", re.I)
 
 
+_ONLY_MARKERS = re.compile(r"^(?:\s*\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\][.!?]?)+\s*$")
+
+
+def only_points(reply: str) -> bool:
+    """The reply is nothing but source numbers ("[2]"): the model pointed at the passage that answers instead of
+    writing it out, so the answer is that passage, cited (rag/verify.py `pointed`), and verified like any other."""
+    return _ONLY_MARKERS.match(reply) is not None
+
+
 def declines(reply: str) -> bool:
     """The model's reply says the sources do not answer (NOT_FOUND, or words to that effect), or is empty."""
     return not reply.strip() or _DECLINE.search(reply) is not None

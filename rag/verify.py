@@ -117,6 +117,14 @@ def _with_markers(claim: str, numbers: list[int]) -> str:
     return f"{claim[: m.start()]} {marks}{claim[m.start():]}" if m else f"{claim} {marks}"
 
 
+def pointed(reply: str, sources: list[Source]) -> str:
+    """A reply of bare markers ("[2]", policy.only_points) written out: each source it names, in its own words,
+    with its marker. Numbers that name no source are dropped; none left gives an empty reply (a decline)."""
+    by_number = {s.number: s for s in sources}
+    named = [n for n in dict.fromkeys(parse_markers(reply)) if n in by_number]
+    return " ".join(f"{' '.join(by_number[n].text.split())} [{n}]" for n in named)
+
+
 def check(answer: str, sources: list[Source], judge: SupportJudge, question: str = "",
           known: Callable[[str], bool] | None = None, meaning: MeaningJudge | None = None) -> list[CheckedSentence]:
     """Verify and repair the citations of each answer sentence (of an answer to `question`).

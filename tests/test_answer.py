@@ -83,6 +83,21 @@ def test_a_claim_about_something_no_article_names_is_not_supported(settings, mon
     assert not a.abstained and "66,000" in a.citations[0].quote
 
 
+def test_a_reply_that_only_points_at_a_source_answers_with_that_source(settings, monkeypatch):
+    # The 1.5B model answered "Which outlet first published the story?" with a bare "[2]": the passage it pointed
+    # at was the answer. It becomes that passage, cited and verified, not an unsupported abstention.
+    pipe = _with_llm(settings, monkeypatch, "placeholder")
+    sources = pipe.retrieve("How far did bitcoin fall after the leak?").sources
+    n = next(s.number for s in sources if "66,000" in s.text)
+    monkeypatch.setattr(pipe, "llm", lambda: _Scripted(f"[{n}]."))
+    a = pipe.ask("How far did bitcoin fall after the leak?")
+    assert not a.abstained and "66,000" in a.text and a.sentences and all(s.supported for s in a.sentences)
+    assert [c.quote for c in a.citations] == [next(s.text for s in sources if s.number == n)]
+    for reply in ("[99]", "[0]"):  # numbers that name no source leave nothing to answer with
+        monkeypatch.setattr(pipe, "llm", lambda reply=reply: _Scripted(reply))
+        assert pipe.ask("How far did bitcoin fall after the leak?").abstained
+
+
 def test_known_names_come_from_every_word_of_every_article(settings):
     from rag.policy import foreign_names
 

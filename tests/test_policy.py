@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.policy import Abstain, answers_kind, declines, foreign_names, names_any, verdict, worth_asking
+from rag.policy import Abstain, answers_kind, declines, foreign_names, names_any, only_points, verdict, worth_asking
 
 
 @pytest.mark.parametrize("has_sources, similarity, overlap, expected", [
@@ -29,6 +29,19 @@ def test_worth_asking(has_sources, similarity, overlap, expected):
 ])
 def test_declines(reply, expected):
     assert declines(reply) is expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("[2]", True),
+    (" [2]. ", True),
+    ("[1, 3]", True),
+    ("[1][3]", True),
+    ("Bitcoin slid to $66,000 [1].", False),
+    ("See [2].", False),  # words: an answer of its own, judged as one
+    ("", False),  # empty: a decline, not a pointer
+])
+def test_only_points(reply, expected):
+    assert only_points(reply) is expected
 
 
 @pytest.mark.parametrize("question, claim, answered", [
