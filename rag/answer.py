@@ -149,6 +149,7 @@ class Pipeline:
         self.judge = SupportJudge(self.embedder, threshold=settings.support_threshold)
         self._retriever: Retriever | None = None
         self._generation = -1  # the store generation the retriever was built at
+        self._fresh_build = False  # the next retriever is built from the store, not opened from the kept one
         self._meaning: MeaningJudge | None = None
         self._synced = False
         self._lock = threading.RLock()
@@ -177,12 +178,13 @@ class Pipeline:
             try:
                 report = sync(self.folder(), self.store, self.embedder, progress=progress, **how)
             except BaseException:
-                self._retriever = None  # a write that failed half-way changed chunk ids: rebuild from the store
+                # a write that failed half-way changed chunk ids: rebuild from the store
+                self._retriever, self._fresh_build = None, True
                 raise
             self._synced = True
             self.last_ingest = report
             if report.reembedded:  # every chunk is new; otherwise retriever() updates the documents that changed
-                self._retriever = None
+                self._retriever, self._fresh_build = None, True
             return report
 
     def retriever(self) -> Retriever:
@@ -211,9 +213,27 @@ class Pipeline:
                     else:
                         self._retriever = None
                 if self._retriever is None:
-                    self._retriever = Retriever(self.store, self.embedder)
+                    self._retriever = self._open_retriever()
                 self._generation = generation
             return self._retriever
+
+    def _open_retriever(self) -> Retriever:
+        """The index another process (or an earlier run) kept, brought up to date document by document, or else
+        one built from the store; either way it is kept again for the next process."""
+        path = Retriever.snapshot_path(self.settings.home / "index", self.store)
+        kept = None if self._fresh_build else Retriever.open(self.store, self.embedder, path)
+        self._fresh_build = False
+        if kept is not None:
+            records = self.store.doc_records()
+            changed = kept.changed(records)
+            if len(changed) <= REBUILD_SHARE * max(len(records), kept.n_docs):
+                if changed:
+                    kept.update(changed)
+                    kept.save(path)
+                return kept
+        built = Retriever(self.store, self.embedder)
+        built.save(path)
+        return built
 
     def _has_index(self) -> bool:
         try:

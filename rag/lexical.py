@@ -6,8 +6,8 @@ It scores exactly as bm25s's default does (method "lucene", k1 1.5, b 0.75, floa
 idf(t) = log(1 + (N - df + 0.5) / (df + 0.5)), N the number of chunks and avg_len their mean token count. N, df and
 avg_len change with every document, so nothing is precomputed per posting: each query term's postings (chunk slot,
 term frequency) are scored when asked. A removed document's postings go at once, so its chunks cannot be scored.
-Tokenizing is not done here: callers pass `rag.tokens.bm25_tokens` output. Left out: phrase and fuzzy matching, and
-persistence (the index is rebuilt from the store when a process starts).
+Tokenizing is not done here: callers pass `rag.tokens.bm25_tokens` output. Left out: phrase and fuzzy matching. Kept
+on disk with the rest of the retriever's state (rag/retrieve.py `Retriever.save` / `open`).
 """
 
 from __future__ import annotations

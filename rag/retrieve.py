@@ -7,10 +7,14 @@ the numbered sources. Each source is an exact span of its document. This module 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import pickle
 import threading
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
@@ -21,6 +25,8 @@ from rag.tokens import STOPWORDS, bm25_tokens, content_words, terms
 
 log = logging.getLogger(__name__)
 
+# What a kept index (Retriever.save) was written by; another value is never read back.
+SNAPSHOT_FORMAT = "retriever-1"
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
@@ -88,6 +94,53 @@ class Retriever:
         self._doc_words: dict[str, set[str]] = {}
         records = store.doc_records(with_text=True)
         self._apply(records, store.all_chunks(), list(records))
+
+    # --- kept on disk ------------------------------------------------------------------------------------------
+    _UNKEPT = ("store", "embedder", "_lock", "_idf")
+
+    def save(self, path: Path) -> None:
+        """Keep the index in a file (written whole or not at all), so that the next process opens it with `open`
+        instead of reading and tokenizing every chunk of the collection. A failure only costs that next process
+        the build."""
+        state = {k: v for k, v in self.__dict__.items() if k not in self._UNKEPT}
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                data = pickle.dumps({"format": SNAPSHOT_FORMAT, "state": state}, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            log.info("could not keep the lexical index in %s (%s); the next process builds it again", path, e)
+
+    @classmethod
+    def open(cls, store: ChunkStore, embedder: Embedder, path: Path) -> Retriever | None:
+        """The index `save` kept in `path`, exactly as it was then (None when there is none, or it cannot be read):
+        the caller brings it up to date with `changed` and `update`, as with one built earlier in the process.
+        The file is our own (under the app's home folder), so it is read as trusted as the model files are."""
+        try:
+            kept = pickle.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # noqa: BLE001 - a half-written, truncated or foreign file: build instead
+            log.info("the kept lexical index %s cannot be read (%s); building it", path, e)
+            return None
+        if not isinstance(kept, dict) or kept.get("format") != SNAPSHOT_FORMAT:
+            return None
+        self = cls.__new__(cls)
+        self.__dict__.update(kept["state"])
+        self.store, self.embedder, self._lock = store, embedder, threading.Lock()
+        self._idf = IDF(self._index)
+        return self
+
+    @staticmethod
+    def snapshot_path(folder: Path, store: ChunkStore) -> Path:
+        """Where a collection's index is kept: one file per store location and collection."""
+        where = store.location if store.location.startswith(("http://", "https://")) else \
+            str(Path(store.location).expanduser().resolve())
+        key = hashlib.sha256(f"{where}\0{store.collection}".encode()).hexdigest()[:24]
+        return folder / f"{key}.pkl"
 
     @property
     def n_docs(self) -> int:

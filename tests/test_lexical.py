@@ -217,3 +217,84 @@ def test_the_idf_table_follows_the_index():
     assert idf["okapi"] == pytest.approx(np.log(1 + 3 / 2))
     index.remove("a")
     assert set(idf) == {"okapi", "graze"} and idf["okapi"] == pytest.approx(np.log(1 + 1 / 1))
+
+
+# --- the index kept on disk (Retriever.save / open) ---------------------------------------------------------------
+def _kept_path(pipe: Pipeline):
+    return Retriever.snapshot_path(pipe.settings.home / "index", pipe.store)
+
+
+def _no_full_read(monkeypatch):
+    """A store that refuses to hand over every chunk: an opened index must not need them."""
+    from ingest.store import ChunkStore
+
+    def refuse(self, *a, **kw):
+        raise AssertionError("read every chunk of the collection")
+
+    monkeypatch.setattr(ChunkStore, "all_chunks", refuse)
+
+
+def _same_index(a: Retriever, b: Retriever) -> None:
+    assert a.texts == b.texts and a.metas == b.metas and a._records == b._records
+    assert a._words == b._words and a._prefixes == b._prefixes and dict(a._idf) == dict(b._idf)
+    assert {d: a._index.chunk_ids(d) for d in a._index.documents()} == \
+        {d: b._index.chunk_ids(d) for d in b._index.documents()}
+
+
+def test_a_new_process_opens_the_kept_index_instead_of_reading_every_chunk(settings, monkeypatch, built):
+    first = Pipeline(settings).retriever()
+    assert built["n"] == 1 and _kept_path(Pipeline(settings)).is_file()
+    _no_full_read(monkeypatch)
+    pipe = Pipeline(settings)  # as a new process would: nothing in memory
+    opened = pipe.retriever()
+    assert built["n"] == 1 and opened is not first
+    _same_index(opened, first)
+    query = "How far did bitcoin fall after the leak?"
+    assert opened.retrieve(query, 4, 4, 900) == first.retrieve(query, 4, 4, 900)
+    assert "66,000" in pipe.ask(query).citations[0].quote
+
+
+def test_a_kept_index_is_brought_up_to_date_document_by_document(settings, corpus, monkeypatch, built):
+    for i in range(3):  # a collection big enough that two changed documents are an update, not a rebuild
+        (corpus / f"note{i}.md").write_text(f"# Note {i}\n\nThe weather station {i} logged light rain on Monday.\n")
+    Pipeline(settings).retriever()  # kept now
+    victim = sorted(corpus.iterdir())[0]
+    (corpus / "zebra.md").write_text(ZEBRA)  # added after the index was kept ...
+    victim.unlink()  # ... and one article removed
+    report = Pipeline(settings).ingest()  # by a writer that never builds an index
+    assert report.added == ["zebra"] and len(report.removed) == 1
+    gone = report.removed[0]
+    monkeypatch.setattr(Retriever, "update", _counting_update(Retriever.update))
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    assert built["n"] == 1, "opened and updated, not rebuilt"
+    assert sorted(Retriever.update.calls) == [[gone, "zebra"]]
+    assert r._index.chunk_ids("zebra") and r._index.chunk_ids(gone) == []
+    assert not any(m["doc_id"] == gone for m in r.metas.values())
+    answer = pipe.ask("How many zebras are at the city zoo?")
+    assert answer.citations[0].doc_id == "zebra" and "4,242" in answer.citations[0].quote
+    _same_index(r, Retriever(pipe.store, pipe.embedder))  # what a build from scratch holds
+    # It was kept again: the next process has nothing left to update.
+    Retriever.update.calls.clear()
+    Pipeline(settings).retriever()
+    assert Retriever.update.calls == []
+
+
+def _counting_update(original):
+    def update(self, doc_ids):
+        update.calls.append(sorted(doc_ids))
+        return original(self, doc_ids)
+
+    update.calls = []
+    return update
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle", b"\x80\x05K\x01."])
+def test_a_damaged_or_foreign_kept_index_is_built_again(settings, built, content):
+    pipe = Pipeline(settings)
+    path = _kept_path(pipe)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    r = pipe.retriever()
+    assert built["n"] == 1 and r.knows("bitcoin")
+    assert Retriever.open(pipe.store, pipe.embedder, path) is not None  # replaced by a good one

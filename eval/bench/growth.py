@@ -132,6 +132,13 @@ def _pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_emb
     t = time.perf_counter()
     retriever = Retriever(store, query_embedder)
     index_s = time.perf_counter() - t
+    kept = work / f"kept-{size}.pkl"  # what a new process does instead: open the kept index, diff the records
+    retriever.save(kept)
+    t = time.perf_counter()
+    opened = Retriever.open(store, query_embedder, kept)
+    assert opened is not None and not opened.changed(store.doc_records())
+    open_s = time.perf_counter() - t
+    kept.unlink()
     texts = _growth_queries(folder, n_queries)
     times = []
     for q in texts:
@@ -143,8 +150,10 @@ def _pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_emb
     row = {"size": size, "vectors": doc_embedder.name, "docs": n_docs, "chunks": store.count(),
            "chunks_embedded": report.chunks_embedded, "sentences": len(vecs_of(store, "sents", doc_embedder.name)[0]),
            "ingest_s": ingest_s, "chunks_per_s": size / ingest_s, "lexical_index_s": index_s,
+           "lexical_open_s": open_s,
            "retrieve": pct(times), **stats}
-    log(f"  {size:>7,} chunks ({doc_embedder.name}): ingest {ingest_s:.1f}s, retrieve p50 "
+    log(f"  {size:>7,} chunks ({doc_embedder.name}): ingest {ingest_s:.1f}s, index build {index_s:.2f}s / open "
+        f"{open_s:.2f}s, retrieve p50 "
         f"{row['retrieve']['p50'] * 1e3:.1f} ms, dense p50 {stats['dense']['p50'] * 1e3:.1f} ms, "
         f"recall@10 {stats['recall_at_10']:.3f}")
     shutil.rmtree(folder, ignore_errors=True)
