@@ -13,7 +13,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ingest.embed import get_embedder
@@ -412,6 +412,16 @@ class Pipeline:
                 return
             if reason not in policy.RETRY_ON:
                 break
+        else:
+            if retrieval.sources and policy.quotes_instead(asked.question, retrieval.best_similarity,
+                                                           retrieval.best_overlap, self.retriever().knows):
+                best = retrieval.sources[0]  # number 1: the quote cites it as [1], among all that were retrieved
+                checked = check(pointed(f"[{best.number}]", [best]), [best], self.judge, asked.question,
+                                self.retriever().knows)
+                if policy.verdict(False, [c.claim for c in checked if c.supported], asked.question) is None:
+                    yield self._answer(asked, retrieval.sources, checked, timings, t0, prompt_tokens, llm.name,
+                                       attempt + 1)
+                    return
         yield self._abstain(asked, retrieval, timings, t0, prompt_tokens, llm.name, reason or policy.Abstain.DECLINED)
 
     def _answer(self, asked: Standalone, sources: list[Source], checked, timings, t0, prompt_tokens: int,
@@ -450,9 +460,12 @@ def _attempts(retrieval: Retrieval, question: str) -> Iterator[list[Source]]:
     question's words) the best source alone, as [1]: a small model overlooks the answer among several passages."""
     yield retrieval.sources
     if policy.worth_retry(retrieval.best_similarity, retrieval.best_overlap) and len(retrieval.sources) > 1:
-        best = retrieval.sources[0]
-        yield [Source(number=1, doc_id=best.doc_id, title=best.title, text=best.text, start=best.start, end=best.end,
-                      score=best.score)]
+        yield [_alone(retrieval.sources[0])]
+
+
+def _alone(best: Source) -> Source:
+    """A source given on its own, as [1]."""
+    return replace(best, number=1)
 
 
 def _hold_decline(deltas: Iterator[str]) -> Iterator[str]:

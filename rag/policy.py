@@ -49,6 +49,20 @@ def worth_retry(best_similarity: float, best_overlap: float) -> bool:
     return best_similarity >= RETRY_SIMILARITY or best_overlap >= RETRY_OVERLAP
 
 
+_YES_NO = re.compile(r"^\W*(?:and |so |but |then |also )?(?:can|could|does|do|did|is|are|was|were|will|would|should|"
+                     r"has|have|had|may|must)\b", re.I)
+
+
+def quotes_instead(question: str, best_similarity: float, best_overlap: float, known: Callable[[str], bool]) -> bool:
+    """After the model declined (or wrote nothing supported) every try at a yes-or-no question whose best source is
+    as near as `worth_retry` asks, and every word of which some article uses (`known`): answer with that source,
+    quoted and cited, and let the reader draw the yes or no. A 1.5B model declines such questions where the passage
+    settles them ("Can the main worktree be removed?" / "The main worktree cannot be removed."), and told to say
+    yes or no it says yes to nearly all of them. A word no article has means the passage is about something else."""
+    return (_YES_NO.search(question) is not None and worth_retry(best_similarity, best_overlap)
+            and all(known(w) for w in terms(question)))
+
+
 def worth_asking(has_sources: bool, best_similarity: float, best_overlap: float, min_similarity: float = MIN_RELEVANCE,
                  min_overlap: float = MIN_OVERLAP) -> bool:
     """Worth a model call: sources exist, and one is near in meaning or has most of the question's words."""

@@ -98,6 +98,19 @@ def test_a_reply_that_only_points_at_a_source_answers_with_that_source(settings,
         assert pipe.ask("How far did bitcoin fall after the leak?").abstained
 
 
+def test_a_declined_yes_no_question_is_answered_by_quoting_its_best_source(settings, monkeypatch):
+    pipe = _with_llm(settings, monkeypatch, "NOT_FOUND")
+    best = pipe.retrieve("Did bitcoin slide to $66,000 after the leak?").sources[0]
+    a = pipe.ask("Did bitcoin slide to $66,000 after the leak?")
+    assert not a.abstained and a.attempts == 3  # two model calls declined, then the quote
+    assert [c.quote for c in a.citations] == [best.text] and "66,000" in a.text
+    assert len(a.sources) == len(pipe.retrieve("Did bitcoin slide to $66,000 after the leak?").sources) > 1
+    assert all(s.supported for s in a.sentences)
+    # Not for a question that is not yes-or-no, nor for one whose best source is far from it.
+    assert pipe.ask("How far did bitcoin fall after the leak?").abstained
+    assert pipe.ask("Did the zebra herd at the city zoo grow?").abstained
+
+
 def test_known_names_come_from_every_word_of_every_article(settings):
     from rag.policy import foreign_names
 

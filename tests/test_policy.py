@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from rag.policy import Abstain, answers_kind, declines, foreign_names, names_any, only_points, verdict, worth_asking
+from rag.policy import (
+    Abstain,
+    answers_kind,
+    declines,
+    foreign_names,
+    names_any,
+    only_points,
+    quotes_instead,
+    verdict,
+    worth_asking,
+)
 
 
 @pytest.mark.parametrize("has_sources, similarity, overlap, expected", [
@@ -42,6 +52,25 @@ def test_declines(reply, expected):
 ])
 def test_only_points(reply, expected):
     assert only_points(reply) is expected
+
+
+@pytest.mark.parametrize("question, similarity, overlap, expected", [
+    ("Can the main worktree be removed?", 0.6, 0.0, True),
+    ("And does git stash show list untracked files?", 0.3, 0.6, True),  # a follow-up's lead word first
+    ("Is Mythos released?", 0.3, 0.2, False),  # its best source is not near enough
+    ("How do I remove the main worktree?", 0.9, 1.0, False),  # not yes-or-no: a quote would not answer it
+    ("Which release is required?", 0.9, 1.0, False),
+    ("Can the main worktree be purged?", 0.9, 1.0, False),  # "purged": no article's word
+])
+def test_quotes_instead(question, similarity, overlap, expected):
+    known = {"main", "worktree", "removed", "git", "stash", "show", "list", "untracked", "files", "mythos",
+             "released", "remove", "release", "required"}
+    from rag.tokens import STOPWORDS
+
+    def knows(w: str) -> bool:  # as Retriever.knows: stopwords count as known
+        return w.lower() in known | STOPWORDS
+
+    assert quotes_instead(question, similarity, overlap, knows) is expected
 
 
 @pytest.mark.parametrize("question, claim, answered", [
