@@ -86,6 +86,12 @@ class MiniLMEmbedder:
         """Where the ONNX export is cached: named by the fingerprint, so a changed model is exported anew."""
         return None if self.cache_dir is None else self.cache_dir / f"{self.fingerprint()}.onnx"
 
+    def libraries(self) -> tuple[str, ...]:
+        """The libraries a first embed imports: onnxruntime and tokenizers when the export is cached, else
+        sentence-transformers (and with it torch) to export it or to embed."""
+        path = self.onnx_file()
+        return ("onnxruntime", "tokenizers") if path is not None and path.is_file() else ("sentence_transformers",)
+
     def _sentence_transformer(self):
         if self._model is None:
             folder = self.model_dir()
