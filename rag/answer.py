@@ -144,7 +144,7 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         check_llm_id(settings.llm)  # a misspelt model id fails now, not after retrieval
         self.settings = settings
-        self.embedder = get_embedder(settings.embedder)
+        self.embedder = get_embedder(settings.embedder, settings.model_dir)
         self.store = ChunkStore(settings.store_location, self.embedder.name, settings.collection_name)
         self.judge = SupportJudge(self.embedder, threshold=settings.support_threshold)
         self._retriever: Retriever | None = None

@@ -4,7 +4,9 @@ each timed from the top of this module, and prints the parts as one JSON object.
     python -m eval.bench.coldparts --json QUESTION      (settings from the RAG_* environment, as `rag ask` reads them)
 
 The parts, in order: python_start (process creation to this module's first line, from /proc; 0 where there is no
-/proc), import_rag, import_chromadb, import_embedder_libs (sentence-transformers; 0 with the fake embedder),
+/proc), import_rag, import_chromadb, import_embedder_libs (the libraries the embedder's first use imports:
+onnxruntime and tokenizers with its ONNX export cached in <home>/models, else sentence-transformers and torch; 0 with
+the fake embedder),
 import_llama_cpp (0 unless the model is llama.cpp), store_open (the Pipeline and its ChunkStore), index_build
 (the first-use folder sync check and the lexical index), embedder_load (the first embedding of one string),
 model_load, system_turn (the system prompt evaluated or restored from <home>/models/states; 0 for a backend without
@@ -17,7 +19,8 @@ import time
 
 _T0 = time.perf_counter()  # before any other import: every part is measured from here
 
-import json  # noqa: E402  (after the clock: the imports are what is measured)
+import importlib  # noqa: E402  (after the clock: the imports are what is measured)
+import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
@@ -71,12 +74,16 @@ def measure(question: str) -> dict:
     from rag.settings import Settings
 
     settings = Settings.from_env()
-    if settings.embedder == "fake":
-        skip("import_embedder_libs")
-    else:
-        import sentence_transformers  # noqa: F401
+    from ingest.embed import MiniLMEmbedder, get_embedder
 
+    embedder = get_embedder(settings.embedder, settings.model_dir)  # the one the Pipeline below gets
+    libraries = embedder.libraries() if isinstance(embedder, MiniLMEmbedder) else ()
+    if libraries:
+        for name in libraries:
+            importlib.import_module(name)
         done("import_embedder_libs")
+    else:
+        skip("import_embedder_libs")
     if settings.llm.partition(":")[0] == "llamacpp":
         import llama_cpp  # noqa: F401
 
@@ -102,7 +109,8 @@ def measure(question: str) -> dict:
     total = start + time.perf_counter() - _T0
     return {"parts": {name: round(parts[name], 4) for name in PARTS}, "total": round(total, 4), "skipped": skipped,
             "imported_before": _PREIMPORTED, "answer_timings": answer.timings, "abstained": answer.abstained,
-            "llm": settings.llm, "embedder": settings.embedder}
+            "llm": settings.llm, "embedder": settings.embedder, "embedder_libs": list(libraries),
+            "embedder_engine": getattr(pipe.embedder, "engine", settings.embedder)}
 
 
 def main(argv: list[str]) -> int:

@@ -85,7 +85,7 @@ def vecs_of(store: ChunkStore, kind: str, embedder_name: str) -> tuple[list[str]
 
 
 def bench_growth(settings: Settings, work: Path, sizes: list[int], embed_max: int, n_queries: int, log: Log) -> dict:
-    embedder = get_embedder(settings.embedder)
+    embedder = get_embedder(settings.embedder, settings.model_dir)
     rows = []
     for size in sizes:
         if size <= embed_max:

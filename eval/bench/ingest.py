@@ -1,5 +1,6 @@
-"""The ingest section: `ingest.sync` of the corpus into a fresh store, against bare sentence-transformers `encode`
-of every text the pipeline embeds (chunks and sentences); then a re-ingest of the unchanged corpus.
+"""The ingest section: `ingest.sync` of the corpus into a fresh store, against the bare engine (onnxruntime, or
+sentence-transformers `encode` where that fails) on every text the pipeline embeds (chunks and sentences); then a
+re-ingest of the unchanged corpus.
 
 Only plain-text corpora as `sync` reads them; PDF and DOCX extraction is another section's (eval/bench/formats.py).
 Whole `rag ingest` processes, with their start-up and memory, are the process section's.
@@ -34,8 +35,12 @@ def embedded_texts(corpus: Path) -> tuple[int, list[str]]:
     return n_chunks, texts
 
 
-def bare_encoder(embedder_id: str):
-    """The engine under our embedder, called directly: sentence-transformers `encode` (or the fake's embed)."""
+def bare_encoder(embedder_id: str, embedder=None):
+    """The engine under our embedder, called directly: its onnxruntime session once it runs through one, else
+    sentence-transformers `encode` (or the fake's embed)."""
+    onnx = getattr(embedder, "_onnx", None)
+    if onnx is not None:
+        return lambda texts: onnx.embed(texts, 64)
     if embedder_id == "fake":
         from ingest.embed import FakeEmbedder
 
@@ -55,10 +60,10 @@ def bare_encoder(embedder_id: str):
 
 def bench_ingest(settings: Settings, work: Path, repeat: int, log: Log, profile_dir: Path | None) -> dict:
     """Median of `repeat` interleaved runs of each side; "_store" hands the last fresh store to the query section."""
-    embedder = get_embedder(settings.embedder)
+    embedder = get_embedder(settings.embedder, settings.model_dir)
     n_chunks, texts = embedded_texts(settings.corpus)
-    encode = bare_encoder(settings.embedder)
     embedder.embed(texts[:16])  # load both models and warm them before anything is timed
+    encode = bare_encoder(settings.embedder, embedder)  # the engine the embedder settled on
     encode(texts[:16])
     piped, bare, store = [], [], None
     for i in range(repeat):  # interleaved, so drift in the machine's speed hits both alike

@@ -137,7 +137,7 @@ _COLD_PARTS = {
     "python_start": "Python starts (process creation to the first line)",
     "import_rag": "import rag",
     "import_chromadb": "import chromadb",
-    "import_embedder_libs": "import sentence-transformers",
+    "import_embedder_libs": "import the embedder's libraries",
     "import_llama_cpp": "import llama_cpp",
     "store_open": "open the store (Pipeline, ChunkStore)",
     "index_build": "first-use folder sync check and lexical index",
@@ -155,6 +155,8 @@ def _cold_parts_md(c: dict, cold_start_s: float) -> list[str]:
     lines = ["### Where a cold start's time goes", "", "| part | seconds | share |", "|---|---|---|"]
     for name, seconds in parts.items():
         label = _COLD_PARTS.get(name, name) + (" (not in this run)" if name in skipped else "")
+        if name == "import_embedder_libs" and c.get("embedder_libs"):
+            label += f" ({', '.join(c['embedder_libs'])})"
         lines.append(f"| {label} | {seconds:.3f} | {seconds / whole:.0%} |")
     timed = c.get("answer_timings", {})
     return lines + [f"| sum of the parts | {sum(parts.values()):.3f} | 100% |", "",
