@@ -312,9 +312,9 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAULT_PO
     url = f"http://{shown}:{sock.getsockname()[1]}/v1"
     config = uvicorn.Config(create_app(settings, api_key), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
+    record = _record(settings, host, sock.getsockname()[1], bool(api_key))  # before the URL is printed, too
     print(f"corpus: {report.summary()}", flush=True)
     print(f"OpenAI-compatible API on {url}" + (" (API key required)" if api_key else ""), flush=True)
-    record = _record(settings, host, sock.getsockname()[1], bool(api_key))
     if block:
         # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found: exit through
         # the `finally` then, so that the record goes too.
