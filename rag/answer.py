@@ -97,6 +97,13 @@ class Answer:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Answer:
+        """The Answer that `to_dict` (or its JSON) was made from: `Answer.from_dict(a.to_dict()) == a`."""
+        return cls(**{**data, "citations": [Citation(**c) for c in data["citations"]],
+                      "sentences": [Sentence(**s) for s in data["sentences"]],
+                      "sources": [Citation(**c) for c in data.get("sources", [])]})
+
 
 def _as_citation(src: Source, number: int, score: float | None = None) -> Citation:
     return Citation(number=number, doc_id=src.doc_id, title=src.title, quote=src.text, char_start=src.start,

@@ -144,23 +144,46 @@ def ingest(corpus: Path | None, store: str | None, collection: str | None, repoi
 @click.option("--top-k", type=int, help="chunks retrieved per search [RAG_TOP_K]")
 @click.option("--doc", "docs", multiple=True, help="only this document (a doc id; repeat for several)")
 @click.option("--json", "as_json", is_flag=True, help="print the whole Answer as JSON")
-def ask(question: str, corpus, collection, store, llm, top_k, docs, as_json: bool) -> None:
-    """Answer QUESTION from the articles, streaming, then list the numbered citations."""
+@click.option("--local", is_flag=True, envvar="RAG_LOCAL", help="answer in this process, even when a `rag serve` "
+              "for the same store, collection and model is running [RAG_LOCAL=1]")
+def ask(question: str, corpus, collection, store, llm, top_k, docs, as_json: bool, local: bool) -> None:
+    """Answer QUESTION from the articles, streaming, then list the numbered citations.
+
+    When a `rag serve` for the same settings is running, it answers and nothing is loaded here (--local: not)."""
+    settings = settings_from(corpus=corpus, collection=collection, store=store, llm=llm, top_k=top_k)
+    documents = list(docs) or None
+    answer = None
+    if not local:
+        from rag.running import ask_running
+
+        answer = ask_running(settings, question, documents)
+    if answer is None:
+        answer = _ask_here(settings, question, documents, stream_draft=not as_json and sys.stdout.isatty())
+    _print_answer(answer, as_json)
+
+
+def _ask_here(settings, question: str, documents: list[str] | None, stream_draft: bool):
+    """The Answer from a pipeline in this process; on a terminal, the model's draft as it is written."""
     from rag.answer import Answer, pipeline
 
-    pipe = pipeline(settings_from(corpus=corpus, collection=collection, store=store, llm=llm, top_k=top_k))
     answer = None
-    for item in pipe.stream(question, documents=list(docs) or None):
+    for item in pipeline(settings).stream(question, documents=documents):
         if isinstance(item, Answer):
             answer = item
-        elif not as_json and sys.stdout.isatty():
+        elif stream_draft:
             click.echo(item, nl=False)
     assert answer is not None
+    return answer
+
+
+def _print_answer(answer, as_json: bool) -> None:
+    """An Answer as `rag ask` prints it, wherever it was answered: JSON, or the text, then the numbered citations
+    (an abstention's closest passages), then the model and timings on stderr."""
     if as_json:
         click.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return
     if sys.stdout.isatty():
-        click.echo("\r\033[K", nl=False)  # the streamed draft is replaced by the verified answer
+        click.echo("\r\033[K", nl=False)  # a streamed draft is replaced by the verified answer
     click.echo(answer.text)
     flagged = [s.text for s in answer.sentences if not s.supported]
     for text in flagged:

@@ -3,6 +3,8 @@
     POST /v1/chat/completions   the last user message is the question, earlier user/assistant turns its history;
                                 `model` names the collection; `"stream": true` answers in OpenAI's SSE chunks
     GET  /v1/models             the collections (ui/collections.py), as models
+    POST /rag/ask               {question, collection?, documents?} -> `Answer.to_dict()`: what a fresh `rag ask`
+                                sends to a running server (rag/running.py) instead of loading the model itself
 
 The reply's content is the verified answer with its [n] markers. What the text alone does not say (the passage of
 each marker as an exact span, which sentences are supported, whether the tool abstained) rides in one extension
@@ -19,15 +21,17 @@ so an answer is the same whichever client asks. System messages are ignored too 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
+import os
+import signal
 import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ingest.errors import RagError, SetupError, UserError
 from rag import Answer, Settings, pipeline
 from rag.extras import RagExtras
+from rag.running import ASK_PATH, PID_HEADER, is_loopback, local_url, remove_record, write_record
 from ui.collections import UnknownCollection, collection_settings, collections
 
 log = logging.getLogger(__name__)
@@ -82,6 +87,16 @@ class ChatRequest(BaseModel):
     messages: list[ChatMessage]
     stream: bool = False
     stream_options: dict | None = None
+
+
+class AskRequest(BaseModel):
+    """POST /rag/ask: one question, answered as `rag ask` answers it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str
+    collection: str = ""  # "" is the configured one
+    documents: list[str] | None = None  # doc ids to keep the question to
 
 
 def _text(content: str | list[dict] | None) -> str:
@@ -210,6 +225,12 @@ def create_app(settings: Settings, api_key: str | None = None) -> FastAPI:
         return StreamingResponse(_sse(first, items, reply_id, created, req.model, include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    @app.post(ASK_PATH)
+    async def rag_ask(req: AskRequest) -> JSONResponse:
+        pipe = await run_in_threadpool(pipeline, collection_settings(settings, req.collection))
+        answer = await run_in_threadpool(pipe.ask, req.question, None, req.documents)
+        return JSONResponse(answer.to_dict(), headers={PID_HEADER: str(os.getpid())})
+
     return app
 
 
@@ -244,15 +265,6 @@ async def _sse(first, items, reply_id: str, created: int, model: str, include_us
 
 
 # --- serving ---------------------------------------------------------------------------------------------------
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
-
-
 def check_exposure(host: str, api_key: str | None) -> None:
     """Listening beyond loopback needs an API key."""
     if not is_loopback(host) and not api_key:
@@ -267,10 +279,13 @@ class Running:
     url: str
     server: object
     thread: threading.Thread
+    record: Path | None = None  # its record for `rag ask` (rag/running.py), removed when it stops
 
     def close(self) -> None:
         self.server.should_exit = True  # type: ignore[attr-defined]
         self.thread.join(10)
+        if self.record is not None:
+            remove_record(self.record)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -297,16 +312,43 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAULT_PO
     url = f"http://{shown}:{sock.getsockname()[1]}/v1"
     config = uvicorn.Config(create_app(settings, api_key), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
+    record = _record(settings, host, sock.getsockname()[1], bool(api_key))  # before the URL is printed, too
     print(f"corpus: {report.summary()}", flush=True)
     print(f"OpenAI-compatible API on {url}" + (" (API key required)" if api_key else ""), flush=True)
     if block:
-        server.run(sockets=[sock])
+        # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found: exit through
+        # the `finally` then, so that the record goes too.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if record is not None:
+                remove_record(record)
         return None
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="rag-api")
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            if record is not None:
+                remove_record(record)
             raise SetupError("the API server did not start; see the log above")
         time.sleep(0.01)
-    return Running(url=url, server=server, thread=thread)
+    return Running(url=url, server=server, thread=thread, record=record)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _record(settings: Settings, host: str, port: int, api_key: bool) -> Path | None:
+    """Tell a fresh `rag ask` on this machine that this server answers for these settings (rag/running.py). A
+    server that cannot write its record still serves; one on a non-loopback address only leaves none."""
+    url = local_url(host, port)
+    if url is None:
+        return None
+    try:
+        return write_record(settings, url, pipeline(settings).folder(), api_key)
+    except OSError as e:
+        log.warning("cannot record this server for `rag ask` (%s): it answers only the clients told its URL", e)
+        return None

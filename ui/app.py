@@ -12,7 +12,6 @@ Exposure: `launch()` serves loopback without a login; beyond loopback (or with a
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import gradio as gr
 
 from ingest.env import quiet
 from rag import Settings, UserError, pipeline
+from rag.running import is_loopback
 from rag.settings import BUNDLED_CORPUS
 from ui import handlers
 
@@ -289,15 +289,6 @@ def load_auth(value: str | None = None, path: Path | None = None) -> list[tuple[
             raise UserError(f"{where} is not a login: write it as user:password")
         logins.append((user.strip(), password))
     return logins
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve beyond this machine
 
 
 def check_exposure(host: str, share: bool, auth: list[tuple[str, str]] | None, open_access: bool = False) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from rag.cli import collection_option, llm_option, settings_from, store_option
+from rag.running import API_KEY_ENV
 
 
 @click.command()
@@ -36,7 +37,7 @@ def ui(host: str, port: int, share: bool, auth_file: Path | None, no_auth: bool,
 @click.option("--host", default="127.0.0.1", show_default=True, help="interface to listen on (beyond loopback "
               "only with an API key)")
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--api-key", envvar="RAG_API_KEY", help="clients must send `Authorization: Bearer KEY` [RAG_API_KEY]")
+@click.option("--api-key", envvar=API_KEY_ENV, help="clients must send `Authorization: Bearer KEY` [RAG_API_KEY]")
 @click.option("--corpus", type=click.Path(path_type=Path))
 @collection_option
 @store_option
