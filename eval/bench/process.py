@@ -57,10 +57,13 @@ def run_measured(cmd: list[str], env: dict, log_file: Path, timeout: float) -> d
     return {"cmd": cmd[1:], **got, "output": text[-4000:], "full_output": text}  # _with_answer drops full_output
 
 
-def _env(settings: Settings, store: str) -> dict:
-    env = {**os.environ, **QUIET_ENV, "RAG_CORPUS": str(settings.corpus), "RAG_STORE": store,
+def _env(settings: Settings, store: str, local: bool = True) -> dict:
+    """A bench process's environment; `local`: a `rag ask` answers on its own even if a `rag serve` is running."""
+    env = {**os.environ, **QUIET_ENV, "RAG_LOCAL": "1", "RAG_CORPUS": str(settings.corpus), "RAG_STORE": store,
            "RAG_LLM": settings.llm, "RAG_EMBEDDER": settings.embedder, "RAG_HOME": str(settings.home)}
     env.pop("RAG_TOP_K", None)
+    if not local:
+        env.pop("RAG_LOCAL")
     return env
 
 
@@ -101,6 +104,8 @@ def bench_process(settings: Settings, work: Path, question: str, cold_runs: int,
     out["cold"] = runs
     out["cold_start_s"] = statistics.median(r["seconds"] for r in runs)
     out["ask"] = {"peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs)}
+    out["served"] = served_asks(settings, store, question, work, cold_runs, log)
+    out["served_ask_s"] = out["served"]["median_s"]
     out["cold_parts"] = cold_parts(settings, store, question, work)
     log("  a cold start part by part: " + ", ".join(f"{k} {v:.2f}s" for k, v in out["cold_parts"]["parts"].items()
                                                      if v >= 0.05))
@@ -153,6 +158,43 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def served_asks(settings: Settings, store: str, question: str, work: Path, runs: int, log: Log) -> dict:
+    """Start `rag serve` on the ingested store, then time `runs` fresh `rag ask --json` processes that it answers
+    (rag/running.py): spawn to exit, with the server's own answer time beside it."""
+    port = _free_port()
+    log_file = work / "serve.log"
+    env = _env(settings, store, local=False)
+    with open(log_file, "wb") as sink:
+        proc = subprocess.Popen(_rag("serve", "--host", "127.0.0.1", "--port", str(port)), env=env,
+                                stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+    t0 = time.perf_counter()
+    try:
+        while "API on http" not in log_file.read_text(errors="replace"):
+            if proc.poll() is not None or time.perf_counter() - t0 > 300:
+                raise SetupError(f"rag serve did not start: {log_file.read_text(errors='replace')[-600:]}")
+            time.sleep(0.1)
+        rows = []
+        for i in range(runs + 1):  # the first warms the server's model; it is not counted
+            r = run_measured(_rag("-v", "ask", "--json", question), env, work / f"served-{i}.log", TIMEOUT_S)
+            _check(r, "rag ask (served)")
+            if "answered by `rag serve`" not in r["full_output"]:
+                raise SetupError("rag ask was not answered by the running rag serve: "
+                                 f"{r['full_output'][-400:]}")
+            answer = _with_answer(r)
+            if i:
+                rows.append(answer)
+                log(f"  rag ask through rag serve: {r['seconds']:.2f}s, peak RSS {r['peak_rss_bytes'] / GB:.2f} GB")
+        return {"runs": rows, "median_s": statistics.median(r["seconds"] for r in rows),
+                "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rows)}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def measure_ui(settings: Settings, store: str, question: str, work: Path, log: Log) -> dict:
