@@ -223,8 +223,8 @@ def test_targets_pass_and_miss():
                         "recall10_100k": True,
                         "ingest_ratio": True, "pdf_ingest_ratio": True, "docx_ingest_ratio": False,
                         "big_input_1mb_s": True, "big_input_growth": False,
-                        "reingest_s": False, "cold_start_s": True, "served_ask_s": False, "rss_ask_gb": True, "rss_ingest_gb": False,
-                        "rss_ui_gb": None}
+                        "reingest_s": False, "cold_start_s": True, "served_ask_s": False, "rss_ask_gb": True,
+                        "rss_ingest_gb": False, "rss_ui_gb": None}
 
 
 def test_percentiles():
