@@ -223,14 +223,21 @@ class ChunkStore:
 
     def _open(self) -> None:
         suffix, emb = _suffix(self.collection), self._embedder_name
-        self._chunks = self._client.get_or_create_collection(
-            f"chunks_{emb}{suffix}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
-        )
-        self._sents = self._client.get_or_create_collection(
-            f"sents_{emb}{suffix}", configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
-        )
-        self._docs = self._client.get_or_create_collection(f"docs_{emb}{suffix}", embedding_function=None)
-        self._registry = self._client.get_or_create_collection(f"collections_{emb}", embedding_function=None)
+        cosine = {"hnsw": {"space": "cosine"}}
+        self._chunks = self._collection(f"chunks_{emb}{suffix}", cosine)
+        self._sents = self._collection(f"sents_{emb}{suffix}", cosine)
+        self._docs = self._collection(f"docs_{emb}{suffix}")
+        self._registry = self._collection(f"collections_{emb}")
+
+    def _collection(self, name: str, configuration: dict | None = None):
+        """Open a collection, creating it only when it is missing: Chroma's get-or-create always writes to the
+        database, so a store that may only be read could not even be opened for answering."""
+        from chromadb.errors import NotFoundError
+
+        try:
+            return self._client.get_collection(name, embedding_function=None)
+        except (NotFoundError, ValueError):
+            return self._client.get_or_create_collection(name, configuration=configuration, embedding_function=None)
 
     # --- the registry ----------------------------------------------------------------------------------------
     def info(self) -> CollectionInfo:
