@@ -9,9 +9,12 @@ the page and section a chunk records are the ones all of it is on. This module k
 from __future__ import annotations
 
 import bisect
+import contextlib
+import importlib.abc
 import importlib.util
 import itertools
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +37,48 @@ class Chunk:
         return f"{self.doc_id}::{self.version}::{self.index}" if self.version else f"{self.doc_id}::{self.index}"
 
 
+class _Unavailable(importlib.abc.MetaPathFinder):
+    """Makes some packages unimportable for a moment (see `_without_optional_extras`)."""
+
+    def __init__(self, packages: set[str]) -> None:
+        self.packages = packages
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.packages:
+            raise ModuleNotFoundError(f"{name} is not imported while NLTK loads", name=name)
+        return None
+
+
+_OPTIONAL_EXTRAS = ("scipy", "sklearn")
+
+
+@contextlib.contextmanager
+def _without_optional_extras():
+    """`import nltk` imports scipy.stats and scikit-learn for features Punkt never uses (collocation measures,
+    classifiers), each guarded by `except ImportError`; that is most of its 0.9 s (1.7 s from a cold disk), paid
+    by every fresh `rag ask` when it verifies its answer. While NLTK loads they are unimportable, so it takes its
+    fallbacks and loads in 0.15 s. One that something else imported already stays as it is, and after this they
+    all import as usual."""
+    packages = {name for name in _OPTIONAL_EXTRAS if name not in sys.modules}
+    if not packages or "nltk" in sys.modules:
+        yield
+        return
+    finder = _Unavailable(packages)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def _punkt():
     """NLTK's Punkt sentence tokenizer for English, from the punkt_tab data that llama-index-core ships (nothing is
     downloaded); one per process."""
     global _tokenizer
     if _tokenizer is None:
-        import nltk
-        from nltk.tokenize.punkt import PunktTokenizer
+        with _without_optional_extras():
+            import nltk
+            from nltk.tokenize.punkt import PunktTokenizer
 
         spec = importlib.util.find_spec("llama_index.core")
         if spec and spec.submodule_search_locations:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from ingest import ChunkStore, FakeEmbedder, UserError, chunk_document, load_document, sentence_spans, sync
 from ingest.loaders import html_to_text
 
-from .conftest import CORPUS
+from .conftest import CORPUS, ROOT
 
 
 def _store(tmp_path: Path) -> ChunkStore:
@@ -45,6 +47,20 @@ def test_sentence_spans_keep_numbers_and_abbreviations_together():
     spans = [text[a:b] for a, b in sentence_spans(text)]
     assert spans == ["Bitcoin slid to $66,000, and the ETF fell 2.5%.",
                      "GPT-5.4 shipped, e.g. with a big window.", "Done"]
+
+
+def test_punkt_loads_without_the_scientific_stack_which_still_imports_afterwards():
+    """NLTK imports scipy and scikit-learn for features Punkt never uses; a fresh process that splits sentences
+    does not pay for them, and code that wants them later still gets them."""
+    code = ("import sys\n"
+            "from ingest.chunking import sentence_spans\n"
+            "text = 'Dr. Smith left the U.S. at 3 p.m. on Monday. He came back.'\n"
+            "assert [text[a:b] for a, b in sentence_spans(text)] == [text[:44], 'He came back.']\n"
+            "assert 'scipy' not in sys.modules and 'sklearn' not in sys.modules, 'loaded with NLTK'\n"
+            "import scipy.stats, sklearn.feature_extraction\n"
+            "print(scipy.stats.norm.cdf(0))\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "0.5", run.stderr
 
 
 def test_html_scripts_styles_and_hidden_text_are_dropped():
