@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +51,8 @@ MODELS = {
 
 _lock = threading.Lock()
 _verified: set[Path] = set()
+# A file unchanged this long before its check was stamped; until then every process hashes it again.
+SETTLED_S = 2.0
 
 
 def sha256_file(path: Path) -> str:
@@ -103,7 +107,43 @@ def ensure_model(key: str, cache_dir: Path) -> Path:
                 tmp.unlink(missing_ok=True)
                 raise SetupError(f"cannot write the model to {target.parent} ({e.strerror}): "
                                  "free disk space or set RAG_HOME to a writable folder") from None
-        else:
+        elif not _stamped(target, model.sha256):
             check_file(target, model.size, model.sha256)  # a corrupt cache file is caught before loading
+            _stamp(target, model.sha256)
         _verified.add(target)
         return target
+
+
+# --- a checked file, stamped ----------------------------------------------------------------------------------
+# Hashing the 1.1 GB default model cost every fresh process 0.8 s. Once a file has been checked, a stamp beside it
+# records what the file system says of it then; a later process that finds the same inode, size and change time
+# (ctime, which no program can set back) skips the hash. Any write to the file changes its ctime, so it is checked
+# again. A file is stamped only once it has been left alone for SETTLED_S: a write within the same clock tick as
+# the check could otherwise leave its times as they were.
+def _identity(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.checked")
+
+
+def _stamped(path: Path, sha256: str) -> bool:
+    try:
+        kept = json.loads(_stamp_path(path).read_text(encoding="utf-8"))
+        return kept == {"sha256": sha256, "file": _identity(path)}
+    except (OSError, ValueError):
+        return False
+
+
+def _stamp(path: Path, sha256: str) -> None:
+    try:
+        identity = _identity(path)
+        if time.time_ns() - identity[3] < SETTLED_S * 1e9:
+            return
+        tmp = _stamp_path(path).with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"sha256": sha256, "file": identity}), encoding="utf-8")
+        os.replace(tmp, _stamp_path(path))
+    except OSError:  # a read-only cache: every process checks the file, as before
+        pass

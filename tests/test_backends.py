@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,33 @@ def test_corrupt_parts_or_cache_are_caught_before_loading(tmp_path, monkeypatch)
     model_files._verified.clear()
     with pytest.raises(SetupError, match="corrupt.*delete it"):
         model_files.ensure_model("tiny", tmp_path / "cache")
+
+
+def test_a_checked_model_file_is_not_hashed_again_until_it_changes(tmp_path, monkeypatch):
+    monkeypatch.setitem(model_files.MODELS, "tiny", _tiny(tmp_path))
+    path = model_files.ensure_model("tiny", tmp_path / "cache")
+    hashed: list[Path] = []
+    real = model_files.sha256_file
+    monkeypatch.setattr(model_files, "sha256_file", lambda p: hashed.append(p) or real(p))
+
+    def new_process() -> Path:
+        model_files._verified.clear()
+        return model_files.ensure_model("tiny", tmp_path / "cache")
+
+    new_process()
+    assert hashed == [path], "a file written just now is hashed by every process"
+    monkeypatch.setattr(model_files, "SETTLED_S", 0.0)  # as if it had been left alone for a while
+    new_process()
+    new_process()
+    assert hashed == [path, path], "the stamp of the second check spares the third"
+
+    time.sleep(0.05)  # the next write falls in another clock tick
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF  # same size, same inode: only its times change
+    path.write_bytes(bytes(data))
+    with pytest.raises(SetupError, match="corrupt.*delete it"):
+        new_process()
+    assert len(hashed) == 3
 
 
 def test_missing_model_package_names_the_pip_install(tmp_path):
