@@ -1,11 +1,13 @@
-"""A running `rag serve`, found and asked by a fresh `rag ask` so that it skips a cold start (imports, model load).
+"""A running `rag serve` or `rag ui`, found and asked by a fresh `rag ask` so that it skips a cold start (imports,
+model load).
 
-While it listens, `rag serve` keeps a record in `<home>/running/serve-<pid>-<port>.json`: its loopback URL, its
-pid, whether it needs an API key (never the key), and what it answers for (`identity`: store, collection, model,
-embedder and every other setting that shapes an answer). `rag ask` looks there first; a server whose identity is
-its own answers the question through `POST /rag/ask` (ui/api.py), which returns `Answer.to_dict()`, and the CLI
-prints the rebuilt Answer exactly as it prints its own. A record whose process is gone, or whose port nobody
-listens on, is removed.
+While it listens, `rag serve` keeps a record in `<home>/running/serve-<pid>-<port>.json`, and `rag ui` on loopback
+without a login one in `ui-<pid>-<port>.json` (a UI with a login leaves none: a record would be a way around it).
+A record holds its loopback URL, its pid, whether it needs an API key (never the key), and what it answers for
+(`identity`: store, collection, model, embedder and every other setting that shapes an answer). `rag ask` looks
+there first; a server whose identity is its own answers the question through `POST /rag/ask` (ui/api.py
+`add_ask_route`), which returns `Answer.to_dict()`, and the CLI prints the rebuilt Answer exactly as it prints its
+own. A record whose process is gone, or whose port nobody listens on, is removed.
 
 Left out on purpose: any server beyond loopback (a record is only trusted when it points at this machine), the
 chat history (a `rag ask` has none), and streaming the model's draft (the answer comes once it is checked). Every
@@ -42,6 +44,7 @@ PID_HEADER = "X-Rag-Pid"  # the answering server's own pid, on every /rag/ask re
 CONNECT_TIMEOUT_S = 0.5  # a loopback server that takes longer to accept is not worth waiting for
 ANSWER_TIMEOUT_S = 600.0  # once connected: a busy server's model answers one question at a time
 FORMAT = 1  # the record's layout; a record of another is ignored
+KINDS = ("serve", "ui")  # the commands that record themselves: `rag serve`, and `rag ui` on loopback without a login
 
 
 def identity(settings: Settings) -> dict:
@@ -88,6 +91,7 @@ class Record:
     api_key: bool
     identity: dict
     folder: str  # the folder its collection mirrors
+    kind: str = "serve"  # the command that runs it (KINDS)
 
     def serves(self, settings: Settings) -> bool:
         """Would it answer as these settings would? The same identity, and the same folder when one is named."""
@@ -100,14 +104,18 @@ def records_folder(home: Path) -> Path:
     return Path(home).expanduser() / "running"
 
 
-def write_record(settings: Settings, url: str, folder: Path, api_key: bool) -> Path:
-    """Record a server that listens at `url` (loopback) for these settings; written whole or not at all."""
+def write_record(settings: Settings, url: str, folder: Path, api_key: bool, kind: str = "serve") -> Path:
+    """Record a server that listens at `url` (loopback) for these settings; written whole or not at all. `kind`
+    is the command that runs it (one of KINDS)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown server kind {kind!r}: one of {', '.join(KINDS)}")
     where = records_folder(settings.home)
     where.mkdir(parents=True, exist_ok=True)
     port = urlsplit(url).port
-    path = where / f"serve-{os.getpid()}-{port}.json"
-    body = {"format": FORMAT, "url": url, "pid": os.getpid(), "api_key": api_key, "identity": identity(settings),
-            "folder": str(Path(folder).expanduser().resolve()), "started": time.time()}
+    path = where / f"{kind}-{os.getpid()}-{port}.json"
+    body = {"format": FORMAT, "kind": kind, "url": url, "pid": os.getpid(), "api_key": api_key,
+            "identity": identity(settings), "folder": str(Path(folder).expanduser().resolve()),
+            "started": time.time()}
     tmp = path.with_name(f".{path.name}.part")
     tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
     tmp.replace(path)
@@ -131,13 +139,13 @@ def _alive(pid: int) -> bool:
 
 def records(home: Path) -> Iterator[Record]:
     """The records of live servers under `home`; a record whose process is gone is removed on the way."""
-    for path in sorted(records_folder(home).glob("serve-*.json")):
+    for path in sorted(p for kind in KINDS for p in records_folder(home).glob(f"{kind}-*.json")):
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
             if body.get("format") != FORMAT:
                 continue
             record = Record(path, str(body["url"]), int(body["pid"]), bool(body["api_key"]), dict(body["identity"]),
-                            str(body["folder"]))
+                            str(body["folder"]), str(body.get("kind", "serve")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.info("ignoring the server record %s (%s)", path, e)
             continue
@@ -169,7 +177,7 @@ def _post(record: Record, body: dict, key: str | None) -> tuple[int, dict, str]:
 
 
 def ask_running(settings: Settings, question: str, documents: list[str] | None = None) -> Answer | None:
-    """The Answer of a running `rag serve` that answers for these settings, or None (no such server, or it
+    """The Answer of a running `rag serve` or `rag ui` that answers for these settings, or None (no such server, or it
     failed: the caller answers locally). A question the server refuses as the user's mistake raises that
     UserError, with the message a local answer would have given."""
     for record in records(settings.home):
@@ -202,7 +210,8 @@ def ask_running(settings: Settings, question: str, documents: list[str] | None =
             except (TypeError, KeyError, AttributeError) as e:
                 log.info("the server at %s sent an answer this version cannot read (%s)", record.url, e)
                 continue
-            log.info("answered by `rag serve` at %s (pid %s) in %.2fs", record.url, pid, time.perf_counter() - t0)
+            log.info("answered by `rag %s` at %s (pid %s) in %.2fs", record.kind, record.url, pid,
+                     time.perf_counter() - t0)
             return answer
         error = data.get("error") if isinstance(data, dict) else None
         error = error if isinstance(error, dict) else {}

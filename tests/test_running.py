@@ -1,4 +1,5 @@
-"""`rag ask` answered by a running `rag serve` for the same settings (rag/running.py, POST /rag/ask in ui/api.py).
+"""`rag ask` answered by a running `rag serve` or `rag ui` for the same settings (rag/running.py, POST /rag/ask in
+ui/api.py).
 
 In-process tests run the server in a uvicorn thread (`serve(block=False)`) on the fakes and count the questions it
 answers by wrapping `ui.api.pipeline`, which only /rag/ask calls once the server is up. The `integration` tests
@@ -229,6 +230,43 @@ def test_a_server_that_fails_leaves_the_question_to_rag_ask(settings, server, as
     monkeypatch.setattr(ui.api, "collection_settings", broken)
     result = _ask(settings, QUESTION)
     assert result.exit_code == 0 and "66,000" in result.stdout and "boom" not in result.output
+
+
+# --- rag ui ----------------------------------------------------------------------------------------------------
+@pytest.mark.integration  # launches the Gradio page
+def test_rag_ask_is_answered_by_a_running_ui_without_a_login_and_never_by_one_with(settings, asked, caplog):
+    from ui.app import launch
+
+    caplog.set_level("INFO", logger="rag.running")
+    port = free_port()
+    demo = launch(settings, port=port, block=False)
+    try:
+        [path] = records_folder(settings.home).glob("ui-*.json")
+        body = json.loads(path.read_text(encoding="utf-8"))
+        assert body["kind"] == "ui" and body["url"] == f"http://127.0.0.1:{port}" and body["pid"] == os.getpid()
+        assert body["identity"] == identity(settings) and body["api_key"] is False
+        served, alone = _ask(settings, "--json", QUESTION), _ask(settings, "--json", "--local", QUESTION)
+        assert served.exit_code == alone.exit_code == 0, served.output
+        assert len(asked) == 1, "the page's process did not answer"
+        assert _without_timings(json.loads(served.stdout)) == _without_timings(json.loads(alone.stdout))
+        assert "66,000" in json.loads(served.stdout)["text"]
+        assert f"answered by `rag ui` at http://127.0.0.1:{port} (pid {os.getpid()})" in caplog.text
+        refused = _ask(settings, "   ")  # the page's pipeline refuses it as a local one does
+        assert refused.exit_code == 1 and refused.output.startswith("error: the question is empty")
+        assert len(asked) == 2
+    finally:
+        demo.close()
+    after = _ask(settings, QUESTION)  # the page is gone: answered here, and its record removed
+    assert after.exit_code == 0 and len(asked) == 2 and not path.exists()
+
+    port = free_port()
+    demo = launch(settings, port=port, block=False, auth=[("alice", "s3cret")])
+    try:
+        assert not list(records_folder(settings.home).glob("ui-*.json"))  # a record would go round the login
+        assert httpx.post(f"http://127.0.0.1:{port}{ASK_PATH}", json={"question": QUESTION}).status_code != 200
+        assert _ask(settings, QUESTION).exit_code == 0 and len(asked) == 2
+    finally:
+        demo.close()
 
 
 # --- as processes ---------------------------------------------------------------------------------------------

@@ -225,13 +225,23 @@ def create_app(settings: Settings, api_key: str | None = None) -> FastAPI:
         return StreamingResponse(_sse(first, items, reply_id, created, req.model, include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
+    add_ask_route(app, settings)
+    return app
+
+
+def add_ask_route(app: FastAPI, settings: Settings) -> None:
+    """POST /rag/ask on `app`: `rag serve`'s own app, or the one Gradio serves `rag ui` on (ui/app.py). It turns
+    the pipeline's errors into OpenAI-shaped replies itself, so it needs none of create_app's handlers."""
+
     @app.post(ASK_PATH)
     async def rag_ask(req: AskRequest) -> JSONResponse:
-        pipe = await run_in_threadpool(pipeline, collection_settings(settings, req.collection))
-        answer = await run_in_threadpool(pipe.ask, req.question, None, req.documents)
+        try:
+            pipe = await run_in_threadpool(pipeline, collection_settings(settings, req.collection))
+            answer = await run_in_threadpool(pipe.ask, req.question, None, req.documents)
+        except RagError as e:
+            err = ApiError.of(e)
+            return JSONResponse(err.body(), status_code=err.status, headers={PID_HEADER: str(os.getpid())})
         return JSONResponse(answer.to_dict(), headers={PID_HEADER: str(os.getpid())})
-
-    return app
 
 
 async def _sse(first, items, reply_id: str, created: int, model: str, include_usage: bool) -> AsyncIterator[str]:
@@ -348,7 +358,7 @@ def _record(settings: Settings, host: str, port: int, api_key: bool) -> Path | N
     if url is None:
         return None
     try:
-        return write_record(settings, url, pipeline(settings).folder(), api_key)
+        return write_record(settings, url, pipeline(settings).folder(), api_key, kind="serve")
     except OSError as e:
         log.warning("cannot record this server for `rag ask` (%s): it answers only the clients told its URL", e)
         return None

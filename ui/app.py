@@ -7,21 +7,27 @@ itself, and the app serves no files: no `allowed_paths`, no links into the corpu
 
 Exposure: `launch()` serves loopback without a login; beyond loopback (or with a share link) it needs logins
 (`load_auth`: RAG_UI_AUTH="user:password" or an auth file) unless the caller says `open_access` (`rag ui
---no-auth`). Gradio's upload route is live even though the page has no upload: its size is capped.
+--no-auth`). Gradio's upload route is live even though the page has no upload: its size is capped. A page on
+loopback without a login also answers a fresh `rag ask` (POST /rag/ask, rag/running.py), so the CLI skips its
+cold start while the page runs.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 from pathlib import Path
 
 import gradio as gr
+from fastapi import FastAPI
 
 from ingest.env import quiet
 from rag import Settings, UserError, pipeline
-from rag.running import is_loopback
+from rag.running import is_loopback, remove_record, write_record
+from rag.running import local_url as running_url
 from rag.settings import BUNDLED_CORPUS
 from ui import handlers
+from ui.api import add_ask_route
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +320,7 @@ def launch(
     report = pipeline(settings).ingest()
     print(f"corpus: {report.summary()}", flush=True)
     demo = build_app(settings)
-    _, local_url, share_url = demo.launch(
+    app, local_url, share_url = demo.launch(
         server_name=host,
         server_port=port,
         share=share,
@@ -327,7 +333,30 @@ def launch(
         auth_message="Log in to ask about the articles." if auth else None,
         max_file_size=MAX_FILE_SIZE,
     )
+    record = _record(settings, app, host, demo.server_port) if not auth and not share else None
     print(f"Running on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
     if block:
-        demo.block_thread()
+        try:
+            demo.block_thread()
+        finally:
+            if record is not None:
+                remove_record(record)
     return demo
+
+
+def _record(settings: Settings, app: FastAPI, host: str, port: int) -> Path | None:
+    """Let a fresh `rag ask` on this machine ask this page's process (rag/running.py): POST /rag/ask on Gradio's
+    own app, and a record of it. Only for a page without a login (a record would be a way around one) that
+    listens on loopback; one that cannot write its record still serves the page. The record goes when the process
+    does (a later `rag ask` also removes one whose process or port is gone)."""
+    url = running_url(host, port)
+    if url is None:
+        return None
+    add_ask_route(app, settings)
+    try:
+        path = write_record(settings, url, pipeline(settings).folder(), api_key=False, kind="ui")
+    except OSError as e:
+        log.warning("cannot record this page for `rag ask` (%s): it answers only in the browser", e)
+        return None
+    atexit.register(remove_record, path)
+    return path
