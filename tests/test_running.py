@@ -370,3 +370,27 @@ def test_a_dead_rag_serve_record_is_removed_and_a_keyed_one_needs_the_key(settin
     finally:
         keyed.stop()
     assert without.stdout == wrong.stdout == right.stdout == result.stdout
+
+
+@pytest.mark.integration
+def test_a_rag_ui_process_answers_a_fresh_rag_ask_and_takes_its_record_when_killed(settings):
+    env = _process_env(settings)
+    port = free_port()
+    page = subprocess.Popen([sys.executable, "-m", "rag.cli", "ui", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in page.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Running on" in line:
+                break
+        assert lines and "Running on" in lines[-1], lines
+        [record] = records_folder(settings.home).glob("ui-*.json")
+        served, heavy = _rag_ask(env, QUESTION)
+        assert served.returncode == 0 and "66,000" in served.stdout, served.stderr
+        assert f"answered by `rag ui` at http://127.0.0.1:{port} (pid {page.pid})" in served.stderr
+        assert heavy == set(), f"the served path imported {heavy}"
+    finally:
+        page.terminate()
+        page.wait(20)
+    assert not record.exists(), "the record outlived its page"

@@ -328,7 +328,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAULT_PO
     if block:
         # uvicorn shuts down gracefully on SIGTERM, then raises it again under the handler it found: exit through
         # the `finally` then, so that the record goes too.
-        signal.signal(signal.SIGTERM, _exit_on_signal)
+        signal.signal(signal.SIGTERM, exit_on_signal)
         try:
             server.run(sockets=[sock])
         finally:
@@ -347,7 +347,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = DEFAULT_PO
     return Running(url=url, server=server, thread=thread, record=record)
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
+def exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 

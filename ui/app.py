@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import signal
 from pathlib import Path
 
 import gradio as gr
@@ -27,7 +28,7 @@ from rag.running import is_loopback, remove_record, write_record
 from rag.running import local_url as running_url
 from rag.settings import BUNDLED_CORPUS
 from ui import handlers
-from ui.api import add_ask_route
+from ui.api import add_ask_route, exit_on_signal
 
 log = logging.getLogger(__name__)
 
@@ -336,6 +337,7 @@ def launch(
     record = _record(settings, app, host, demo.server_port) if not auth and not share else None
     print(f"Running on {local_url}" + (f" and {share_url}" if share_url else ""), flush=True)
     if block:
+        signal.signal(signal.SIGTERM, exit_on_signal)  # a kill, as Ctrl-C does, goes through the `finally`
         try:
             demo.block_thread()
         finally:
