@@ -425,6 +425,13 @@ class ChunkStore:
                                 include=["metadatas", "distances"], where=_among(documents))
         return [(m["chunk_id"], 1.0 - float(d)) for m, d in zip(got["metadatas"][0], got["distances"][0])]
 
+    def texts_of(self, chunk_ids: list[str]) -> dict[str, str]:
+        """chunk id -> text, of those of these chunks the store holds (a chunk deleted meanwhile is left out)."""
+        if not chunk_ids:
+            return {}
+        got = self._chunks.get(ids=list(dict.fromkeys(chunk_ids)), include=["documents"])
+        return {cid: text for cid, text in zip(got["ids"], got["documents"]) if text is not None}
+
     def all_chunks(self, page: int = 5000) -> tuple[list[str], list[str], list[dict]]:
         """Every chunk's id, text and metadata (for the lexical index), read in pages."""
         return self.chunks_of(None, page)

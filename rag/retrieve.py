@@ -26,7 +26,7 @@ from rag.tokens import STOPWORDS, bm25_tokens, content_words, terms
 log = logging.getLogger(__name__)
 
 # What a kept index (Retriever.save) was written by; another value is never read back.
-SNAPSHOT_FORMAT = "retriever-1"
+SNAPSHOT_FORMAT = "retriever-2"  # 2: no chunk texts (they stay in the store)
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
@@ -72,13 +72,13 @@ def _key(meta: dict) -> str:
 
 class Retriever:
     """The lexical index and the word set of a collection, in memory; dense search stays in Chroma. Built once, then
-    kept in step with the store document by document (`update`)."""
+    kept in step with the store document by document (`update`). Texts stay in the store: a question fetches those
+    of its candidate chunks (`_windows`), so memory grows with the chunks' metadata, not with their text."""
 
     def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
-        self.texts: dict[str, str] = {}  # chunk id -> text, of the chunks served (whole, current versions)
-        self.metas: dict[str, dict] = {}
+        self.metas: dict[str, dict] = {}  # chunk id -> metadata, of the chunks served (whole, current versions)
         self._doc_chunks: dict[str, list[str]] = {}
         self._records: dict[str, DocRecord] = {}  # what it was built from, without texts (see `changed`)
         self._index = LexicalIndex()
@@ -176,11 +176,11 @@ class Retriever:
             self._index.add_many((d, [ids[i] for i in rows], tokens[d]) for d, rows in mine.items() if rows)
             for d, rows in mine.items():
                 for cid in self._doc_chunks.pop(d, []):
-                    del self.texts[cid], self.metas[cid]
+                    del self.metas[cid]
                 if rows:
                     self._doc_chunks[d] = [ids[i] for i in rows]
                 for i in rows:
-                    self.texts[ids[i]], self.metas[ids[i]] = texts[i], metas[i]
+                    self.metas[ids[i]] = metas[i]
                 self._forget_words(d)
                 rec = records.get(d)
                 if rec is None:
@@ -234,14 +234,14 @@ class Retriever:
         qvec = self.embedder.embed([query])[0]
         # Each search looks further than top_k so that one document cannot fill its list (see _diverse). Hits on
         # chunks this index does not hold (written by an ingest after it was built) are left out.
-        dense = [d for d in self.store.query(qvec, top_k * DIVERSITY_REACH, documents) if d[0] in self.texts]
+        dense = [d for d in self.store.query(qvec, top_k * DIVERSITY_REACH, documents) if d[0] in self.metas]
         lexical = self._diverse(self._lexical(query, top_k * DIVERSITY_REACH, documents), top_k)
         dense = [d for d in dense if d[0] in set(self._diverse([cid for cid, _ in dense], top_k))]
         # Sentences are searched too: a paraphrased question often matches one sentence of a chunk whose other
         # sentences pull the chunk's own vector away from it.
         by_sentence = list(dict.fromkeys(cid for cid, _ in self.store.query_sentences(qvec, SENTENCE_HITS * top_k,
                                                                                       documents)
-                                         if cid in self.texts))
+                                         if cid in self.metas))
         fused: dict[str, float] = {}
         for ranking in ([cid for cid, _ in dense], lexical, by_sentence):
             for rank, cid in enumerate(ranking):
@@ -271,6 +271,8 @@ class Retriever:
         return [cid for cid in ranked if cid in set(taken)]
 
     def _windows(self, qvec, query, chunk_ids, fused, max_sources, budget) -> tuple[list[Source], float, float]:
+        texts = self.store.texts_of(chunk_ids)  # a chunk deleted since the searches has none, and is left out
+        chunk_ids = [cid for cid in chunk_ids if cid in texts]
         metas, vecs = self.store.sentences_of(chunk_ids)
         if not metas:
             return [], 0.0, 0.0
@@ -281,8 +283,7 @@ class Retriever:
         sims = vecs @ qvec
         scored = []
         for meta, sim in zip(metas, sims):
-            text = self._chunk_slice(meta)
-            overlap = sum(self._idf[w] for w in qwords & set(content_words(text))) / qweight
+            overlap = sum(self._idf[w] for w in qwords & set(content_words(self._chunk_slice(texts, meta)))) / qweight
             prior = CHUNK_PRIOR * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
             scored.append((float(sim) + OVERLAP_WEIGHT * overlap + prior, float(sim), meta, overlap))
         # Ties (and float noise below 1e-9) are broken by position, not by the order Chroma returned the rows in,
@@ -294,8 +295,8 @@ class Retriever:
         # make way for others.
         withheld: set[str] = set()
         while True:
-            merged = self._merge(self._pick(scored, withheld, max_sources, budget))
-            hostile = [m for m in merged if addresses_the_model(self._chunk_slice(m[1]))]
+            merged = self._merge(texts, self._pick(texts, scored, withheld, max_sources, budget))
+            hostile = [m for m in merged if addresses_the_model(self._chunk_slice(texts, m[1]))]
             if not hostile:
                 break
             for _, meta, keys in hostile:
@@ -305,11 +306,12 @@ class Retriever:
         sources = []
         for n, (score, meta, _) in enumerate(merged, start=1):
             sources.append(Source(number=n, doc_id=meta["doc_id"], title=self._title(meta["chunk_id"]),
-                                  text=self._chunk_slice(meta), start=meta["start"], end=meta["end"],
+                                  text=self._chunk_slice(texts, meta), start=meta["start"], end=meta["end"],
                                   score=round(score, 4), page=meta.get("page"), section=meta.get("section", "")))
         return sources, float(max(sims)), max(t[3] for t in scored)
 
-    def _pick(self, scored: list, withheld: set[str], max_sources: int, budget: int) -> list[tuple[float, dict]]:
+    def _pick(self, texts: dict[str, str], scored: list, withheld: set[str], max_sources: int,
+              budget: int) -> list[tuple[float, dict]]:
         """The best sentences that fit the budget. One document takes at most all slots but one while another has
         a usable sentence, so a document that repeats itself (or an injected one) cannot crowd out the rest."""
         cap = max(1, max_sources - 1)
@@ -321,7 +323,7 @@ class Retriever:
             length = meta["end"] - meta["start"]
             if len(picked) >= max_sources or (picked and used + length > budget) or _key(meta) in withheld:
                 continue
-            text = self._chunk_slice(meta)
+            text = self._chunk_slice(texts, meta)
             if length < MIN_SENTENCE_CHARS or is_heading(text):  # a bare heading says little on its own
                 continue
             if addresses_the_model(text):  # an order to the model is never handed to it (rag/guard.py)
@@ -338,15 +340,15 @@ class Retriever:
             if len(picked) < max_sources and used + length <= budget:
                 picked.append((score, meta))
                 used += length
-        return picked + self._next_sentences(picked[:NEIGHBOUR_SOURCES], [t[2] for t in scored], withheld)
+        return picked + self._next_sentences(texts, picked[:NEIGHBOUR_SOURCES], [t[2] for t in scored], withheld)
 
-    def _merge(self, picked: list[tuple[float, dict]]) -> list[list]:
+    def _merge(self, texts: dict[str, str], picked: list[tuple[float, dict]]) -> list[list]:
         """[score, meta, sentence keys] per source: sentences that touch in one chunk are joined, in document order."""
         picked = sorted(picked, key=lambda t: (t[1]["doc_id"], t[1]["start"]))
         merged: list[list] = []
         for score, meta in picked:
             last = merged[-1] if merged else None
-            if last and last[1]["chunk_id"] == meta["chunk_id"] and self._adjacent(last[1], meta):
+            if last and last[1]["chunk_id"] == meta["chunk_id"] and self._adjacent(texts, last[1], meta):
                 last[1] = {**last[1], "end": meta["end"]}
                 last[0] = max(last[0], score)
                 last[2].append(_key(meta))
@@ -354,7 +356,7 @@ class Retriever:
                 merged.append([score, dict(meta), [_key(meta)]])
         return merged
 
-    def _next_sentences(self, best: list[tuple[float, dict]], metas: list[dict],
+    def _next_sentences(self, texts: dict[str, str], best: list[tuple[float, dict]], metas: list[dict],
                         withheld: set[str]) -> list[tuple[float, dict]]:
         """The sentence after each of the best picks, in the same chunk, within NEIGHBOUR_CHARS in all: in
         reference pages a definition's first sentence names the thing and the next gives the figure ("... kept for
@@ -369,9 +371,9 @@ class Retriever:
             nxt = min(after, key=lambda m: m["start"])
             length = nxt["end"] - nxt["start"]
             if ((nxt["chunk_id"], nxt["start"]) in taken or length > room or _key(nxt) in withheld
-                    or not self._adjacent(meta, nxt)):
+                    or not self._adjacent(texts, meta, nxt)):
                 continue
-            if addresses_the_model(self._chunk_slice(nxt)):
+            if addresses_the_model(self._chunk_slice(texts, nxt)):
                 continue
             out.append((score - 1e-3, nxt))
             taken.add((nxt["chunk_id"], nxt["start"]))
@@ -384,15 +386,16 @@ class Retriever:
             log.warning("'%s' has sentences that give orders to the model (possible prompt injection); they are "
                         "never used as sources", doc_id)
 
-    def _chunk_slice(self, meta: dict) -> str:
+    def _chunk_slice(self, texts: dict[str, str], meta: dict) -> str:
+        """A sentence's (or a source's) text, cut from its chunk's text in `texts` (fetched for this question)."""
         cid = meta["chunk_id"]
         base = self.metas[cid]["start"]
-        return self.texts[cid][meta["start"] - base : meta["end"] - base]
+        return texts[cid][meta["start"] - base : meta["end"] - base]
 
-    def _adjacent(self, a: dict, b: dict) -> bool:
+    def _adjacent(self, texts: dict[str, str], a: dict, b: dict) -> bool:
         cid = a["chunk_id"]
         base = self.metas[cid]["start"]
-        gap = self.texts[cid][a["end"] - base : b["start"] - base]
+        gap = texts[cid][a["end"] - base : b["start"] - base]
         return b["start"] >= a["end"] and not gap.strip()
 
     def _title(self, chunk_id: str) -> str:

@@ -110,7 +110,7 @@ def built(monkeypatch):
 
 
 def _snapshot(r: Retriever) -> dict:
-    return {d: [(cid, r.texts[cid], r.metas[cid]) for cid in cids] for d, cids in r._doc_chunks.items()}
+    return {d: [(cid, r.metas[cid]) for cid in cids] for d, cids in r._doc_chunks.items()}
 
 
 def _others_untouched(before: dict, r: Retriever, doc_id: str) -> None:
@@ -118,9 +118,9 @@ def _others_untouched(before: dict, r: Retriever, doc_id: str) -> None:
     for d, rows in before.items():
         if d == doc_id:
             continue
-        assert [(cid, r.texts[cid], r.metas[cid]) for cid in r._doc_chunks[d]] == rows
-        assert all(r.texts[cid] is text and r.metas[cid] is meta for cid, text, meta in rows)
-        assert r._index.chunk_ids(d) == [cid for cid, _, _ in rows]
+        assert [(cid, r.metas[cid]) for cid in r._doc_chunks[d]] == rows
+        assert all(r.metas[cid] is meta for cid, meta in rows)
+        assert r._index.chunk_ids(d) == [cid for cid, _ in rows]
 
 
 def test_adding_changing_and_removing_one_article_updates_the_serving_index(settings, corpus, built):
@@ -134,9 +134,12 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     assert pipe.retriever() is r and built["n"] == 1  # updated, not rebuilt
     _others_untouched(before, r, "zebra")
     new = r._index.chunk_ids("zebra")
-    assert new and set(new) == set(r._doc_chunks["zebra"]) <= set(r.texts)
+    assert new and set(new) == set(r._doc_chunks["zebra"]) <= set(r.metas)
     assert r.knows("zebra") and r.knows("Keepers") and "zebra" in r._idf
     assert r._lexical("zebra count", 5) == new[:5]
+    r.save(settings.home / "kept.pkl")  # texts stay in the store: neither the index nor its file holds them
+    assert b"zebra count at the city zoo" not in (settings.home / "kept.pkl").read_bytes()
+    assert not hasattr(r, "texts")
     answer = pipe.ask("How many zebras are at the city zoo?")
     assert not answer.abstained and answer.citations[0].doc_id == "zebra"  # the fake model cites the best first
     assert "4,242" in answer.citations[0].quote
@@ -145,7 +148,7 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     assert pipe.ingest().changed == ["zebra"]
     assert pipe.retriever() is r and built["n"] == 1
     _others_untouched(before, r, "zebra")
-    assert not set(new) & set(r.texts) and not set(new) & set(r._index.chunk_ids("zebra"))
+    assert not set(new) & set(r.metas) and not set(new) & set(r._index.chunk_ids("zebra"))
     assert r.knows("okapi") and not r.knows("zebra") and "zebra" not in r._idf
     answer = pipe.ask("What did the okapi calf weigh?")
     assert answer.citations[0].doc_id == "zebra" and "16 kilograms" in answer.citations[0].quote
@@ -162,7 +165,7 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     assert _snapshot(r) == {d: rows for d, rows in before.items()}
     # What the updates left is what a build from scratch holds.
     fresh = Retriever(pipe.store, pipe.embedder)
-    assert fresh.texts == r.texts and fresh._words == r._words and fresh._prefixes == r._prefixes
+    assert fresh.metas == r.metas and fresh._words == r._words and fresh._prefixes == r._prefixes
     assert dict(fresh._idf) == dict(r._idf)
 
 
@@ -175,6 +178,20 @@ def test_an_ingest_by_another_writer_is_taken_in_without_a_rebuild(settings, cor
     assert pipe.retriever() is r and built["n"] == 1
     _others_untouched(before, r, "zebra")
     assert r.knows("zebra") and r._index.chunk_ids("zebra")
+
+
+def test_a_chunk_deleted_after_the_index_last_looked_is_never_served(settings, corpus):
+    """Texts come from the store when a question needs them: a chunk gone from it since the index was updated is
+    left out, even though the index (and its BM25 rows) still name it."""
+    (corpus / "zebra.md").write_text(ZEBRA)
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    gone = r._index.chunk_ids("zebra")
+    assert gone and pipe.retrieve("zebra count at the city zoo").sources[0].doc_id == "zebra"
+    pipe.store._chunks.delete(ids=gone)  # behind the index's back, chunks only: their sentence rows still name them
+    assert r._lexical("zebra count", 5) == gone[:5]  # the index still names them
+    sources = pipe.retrieve("zebra count at the city zoo").sources
+    assert all(s.doc_id != "zebra" for s in sources) and "4,242" not in " ".join(s.text for s in sources)
 
 
 def test_a_scoped_lexical_search_after_updates_stays_in_its_scope(settings, corpus):
@@ -235,7 +252,7 @@ def _no_full_read(monkeypatch):
 
 
 def _same_index(a: Retriever, b: Retriever) -> None:
-    assert a.texts == b.texts and a.metas == b.metas and a._records == b._records
+    assert a.metas == b.metas and a._records == b._records
     assert a._words == b._words and a._prefixes == b._prefixes and dict(a._idf) == dict(b._idf)
     assert {d: a._index.chunk_ids(d) for d in a._index.documents()} == \
         {d: b._index.chunk_ids(d) for d in b._index.documents()}

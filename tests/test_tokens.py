@@ -75,7 +75,8 @@ def test_the_retriever_indexes_the_words_it_weighs(settings):
     from rag.answer import Pipeline
 
     retriever = Pipeline(settings).retriever()
-    indexed = {w for tokens in bm25_tokens(list(retriever.texts.values())) for w in tokens}
+    texts = retriever.store.texts_of(list(retriever.metas))
+    indexed = {w for tokens in bm25_tokens(list(texts.values())) for w in tokens}
     assert indexed == set(retriever._index.terms()) == set(retriever._idf)
     hits = retriever._lexical("66,000", 1)
-    assert hits and "$66,000" in retriever.texts[hits[0]]
+    assert hits and "$66,000" in texts[hits[0]]
