@@ -150,15 +150,40 @@ def _pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_emb
     row = {"size": size, "vectors": doc_embedder.name, "docs": n_docs, "chunks": store.count(),
            "chunks_embedded": report.chunks_embedded, "sentences": len(vecs_of(store, "sents", doc_embedder.name)[0]),
            "ingest_s": ingest_s, "chunks_per_s": size / ingest_s, "lexical_index_s": index_s,
-           "lexical_open_s": open_s,
-           "retrieve": pct(times), **stats}
+           "lexical_open_s": open_s, "retrieve": pct(times), **stats}
+    added = row["add_article"] = add_one_article(folder, store, doc_embedder, retriever, settings)
     log(f"  {size:>7,} chunks ({doc_embedder.name}): ingest {ingest_s:.1f}s, index build {index_s:.2f}s / open "
-        f"{open_s:.2f}s, retrieve p50 "
+        f"{open_s:.2f}s, one article added and found in {added['seconds']:.2f}s, retrieve p50 "
         f"{row['retrieve']['p50'] * 1e3:.1f} ms, dense p50 {stats['dense']['p50'] * 1e3:.1f} ms, "
         f"recall@10 {stats['recall_at_10']:.3f}")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(store.location, ignore_errors=True)
     return row
+
+
+NEW_ARTICLE = ("# Harbour lighthouse keeper retires\n\nThe Quillhaven lighthouse keeper, Odalys Verhoeven, "
+               "retired on Friday after 41 years of tending the lamp. The harbour board said the lighthouse will be "
+               "automated next spring.\n")
+NEW_QUESTION = "When did the Quillhaven lighthouse keeper Odalys Verhoeven retire?"
+
+
+def add_one_article(folder: Path, store: ChunkStore, embedder, retriever: Retriever, settings: Settings) -> dict:
+    """What a serving process does when one article lands in a collection of this size: sync the folder (the new
+    file is read, chunked, embedded and stored; the rest is only compared), update the index it already holds by
+    the changed documents, and retrieve for a question only the new article answers. Its seconds, whether the
+    article was the first source, and the documents the index update touched (1: it was not rebuilt)."""
+    (folder / "zz_new_article.md").write_text(NEW_ARTICLE, encoding="utf-8")
+    t = time.perf_counter()
+    report = sync(folder, store, embedder)
+    t_sync = time.perf_counter() - t
+    changed = retriever.changed(store.doc_records())
+    retriever.update(changed)
+    t_update = time.perf_counter() - t - t_sync
+    sources = retriever.retrieve(NEW_QUESTION, settings.top_k, settings.max_sources, settings.context_chars).sources
+    seconds = time.perf_counter() - t
+    first = bool(sources) and "Verhoeven" in sources[0].text
+    return {"seconds": seconds, "sync_s": t_sync, "update_s": t_update, "added": report.added,
+            "documents_updated": len(changed), "found_first": first}
 
 
 def _synthetic_row(work: Path, size: int, n_queries: int, log: Log) -> dict:

@@ -176,10 +176,13 @@ def _ms(stats: dict | None, key: str) -> str:
 
 
 def _growth_md(g: dict) -> list[str]:
-    lines = ["## Growth", "", "| chunks | vectors | ingest s | chunks/s | retrieve p50 / p95 ms | "
-             "Chroma p50 / p95 ms | brute force p50 / p95 ms | recall@10 (min) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["## Growth", "", "| chunks | vectors | ingest s | chunks/s | one article added s | "
+             "retrieve p50 / p95 ms | Chroma p50 / p95 ms | brute force p50 / p95 ms | recall@10 (min) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in g["rows"]:
-        lines.append(f"| {r['size']:,} | {r['vectors']} | {r['ingest_s']:.1f} | {r['chunks_per_s']:.0f} | "
+        add = r.get("add_article")
+        added = "–" if not add else f"{add['seconds']:.2f}" + ("" if add["found_first"] else " (not found first)")
+        lines.append(f"| {r['size']:,} | {r['vectors']} | {r['ingest_s']:.1f} | {r['chunks_per_s']:.0f} | {added} | "
                      f"{_ms(r['retrieve'], 'p50')} / {_ms(r['retrieve'], 'p95')} | {_ms(r['dense'], 'p50')} / "
                      f"{_ms(r['dense'], 'p95')} | {_ms(r['brute'], 'p50')} / {_ms(r['brute'], 'p95')} | "
                      f"{r['recall_at_10']:.3f} ({r['recall_at_10_min']:.2f}) |")
