@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,27 +59,69 @@ class IngestReport:
         return f"{', '.join(parts)}; {self.chunks_embedded} chunks embedded in {self.seconds:.2f}s"
 
 
-def load_folder(folder: Path, report: IngestReport, unreadable: set[str] | None = None) -> list[Document]:
+@dataclass(frozen=True)
+class Seen:
+    """A file as an earlier load in this process found it: its document's id and content hash. A sync reads the
+    file again only if the store's record of it disagrees (`_loaded`)."""
+
+    path: Path
+    doc_id: str
+    content_hash: str
+
+
+SETTLED_S = 2.0  # a file changed this recently may change again within its timestamps' resolution: not trusted
+
+
+class KnownFiles:
+    """The files earlier syncs in this process loaded, by path and stat: a file whose size, inode, mtime and ctime
+    are unchanged is not read and parsed again only to learn that it is unchanged, so one new article in a folder
+    of 10,000 costs a stat of each of the others, not a load. A process that serves a collection keeps one
+    (rag.answer.Pipeline); without one, every sync loads every file, as a one-off `rag ingest` does."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[tuple[int, ...], Seen]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _stat(path: Path) -> tuple[int, ...] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+    def get(self, path: Path) -> Seen | None:
+        key = self._stat(path)
+        with self._lock:
+            got = self._seen.get(str(path))
+        return got[1] if got is not None and key is not None and got[0] == key else None
+
+    def put(self, path: Path, doc: Document, stat: tuple[int, ...] | None) -> None:
+        """Remember `doc` as the content of `path` at `stat` (taken before it was read), if that stat still holds
+        and is old enough to trust."""
+        if stat is None or self._stat(path) != stat or time.time_ns() - max(stat[3], stat[4]) < SETTLED_S * 1e9:
+            return
+        with self._lock:
+            self._seen[str(path)] = (stat, Seen(path, doc.doc_id, doc.content_hash))
+
+
+def load_folder(folder: Path, report: IngestReport, unreadable: set[str] | None = None,
+                known: KnownFiles | None = None) -> list[Document | Seen]:
     """The readable documents of a folder; each unreadable file is one line of `report.skipped`, and its would-be
-    document id goes into `unreadable` (its indexed version, if any, is kept)."""
+    document id goes into `unreadable` (its indexed version, if any, is kept). With `known`, a file unchanged since
+    an earlier load is its `Seen` (id and hash) instead of a loaded Document."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise UserError(f"corpus folder {folder} does not exist: pass a folder of {_KINDS} articles")
-    docs, seen = [], set()
+    docs: list[Document | Seen] = []
+    seen: set[str] = set()
     unreadable = set() if unreadable is None else unreadable
     for path in find_files(folder):
-        try:
-            doc = load_document(path)
-        except UnreadableFile as e:
-            log.info("%s", e)  # the report carries it: `rag ingest` and the UI show each skipped file once
-            report.skipped.append(str(e))
-            unreadable.add(path.stem)
-            continue
-        except OSError as e:
-            log.info("%s: cannot be read (%s), skipped", path.name, e.strerror)
-            report.skipped.append(f"{path.name}: cannot be read ({e.strerror}), skipped")
-            unreadable.add(path.stem)
-            continue
+        doc: Document | Seen | None = known.get(path) if known is not None else None
+        if doc is None:
+            doc = _load(path, report, unreadable, known)
+            if doc is None:
+                continue
         if doc.doc_id in seen:
             report.skipped.append(f"{path.name}: another file has the id {doc.doc_id!r}, skipped")
             continue
@@ -91,6 +134,26 @@ def load_folder(folder: Path, report: IngestReport, unreadable: set[str] | None 
 
 
 _KINDS = ".txt, .md, .html, .pdf, .docx or .epub"
+
+
+def _load(path: Path, report: IngestReport, unreadable: set[str], known: KnownFiles | None) -> Document | None:
+    """The file's document, or None (and a line in `report.skipped`) when it cannot be read."""
+    stat = KnownFiles._stat(path) if known is not None else None
+    try:
+        doc = load_document(path)
+    except UnreadableFile as e:
+        log.info("%s", e)  # the report carries it: `rag ingest` and the UI show each skipped file once
+        report.skipped.append(str(e))
+        unreadable.add(path.stem)
+        return None
+    except OSError as e:
+        log.info("%s: cannot be read (%s), skipped", path.name, e.strerror)
+        report.skipped.append(f"{path.name}: cannot be read ({e.strerror}), skipped")
+        unreadable.add(path.stem)
+        return None
+    if known is not None:
+        known.put(path, doc, stat)
+    return doc
 
 
 def _where(doc: Document, start: int) -> dict:
@@ -217,15 +280,17 @@ def _drop_partial(store: ChunkStore, doc: Document, chunks: list[Chunk], fresh: 
 
 
 def sync(folder: Path, store: ChunkStore, embedder: Embedder, progress: Progress | None = None, *,
-         remove: bool = True, repoint: bool = False, rebuild: bool = False) -> IngestReport:
+         remove: bool = True, repoint: bool = False, rebuild: bool = False,
+         known: KnownFiles | None = None) -> IngestReport:
     """Make the store's collection hold the chunks of the articles in `folder` (with `remove=False`: add and update
     only; nothing is deleted). A collection that mirrors another folder is refused unless `repoint`; `rebuild`
-    embeds everything again from scratch."""
+    embeds everything again from scratch. `known`: the files earlier syncs in this process loaded (see
+    KnownFiles), which are not loaded again while unchanged."""
     t0 = time.perf_counter()
     report = IngestReport()
     where = str(Path(folder).expanduser().resolve())
     unreadable: set[str] = set()
-    docs = load_folder(folder, report, unreadable)
+    docs = load_folder(folder, report, unreadable, known)
     fingerprint, dim = _model_of(embedder)
     with store.writing():
         try:
@@ -257,14 +322,21 @@ def sync(folder: Path, store: ChunkStore, embedder: Embedder, progress: Progress
                 store.reset()
                 existing, report.reembedded, wrote = {}, True, True
             todo: list[Document] = []
+            failed: set[str] = set()  # files unchanged since they were loaded that cannot be read now
             for doc in docs:
                 rec = existing.get(doc.doc_id)
                 if rec is not None and not rec.pending and rec.content_hash == doc.content_hash:
                     report.unchanged.append(doc.doc_id)
-                else:
-                    (report.changed if rec is not None and not rec.pending else report.added).append(doc.doc_id)
-                    todo.append(doc)
-            wanted = {d.doc_id for d in docs}
+                    continue
+                if isinstance(doc, Seen):  # unchanged on disk, but not what the store holds: read it after all
+                    loaded = _load(doc.path, report, unreadable, None)
+                    if loaded is None:
+                        failed.add(doc.doc_id)
+                        continue
+                    doc = loaded
+                (report.changed if rec is not None and not rec.pending else report.added).append(doc.doc_id)
+                todo.append(doc)
+            wanted = {d.doc_id for d in docs} - failed
             report.kept = sorted((set(existing) & unreadable) - wanted)
             for doc_id in report.kept:
                 log.warning("%s: its file cannot be read now; its last good version stays in the index", doc_id)

@@ -19,7 +19,7 @@ from pathlib import Path
 from ingest.embed import get_embedder
 from ingest.errors import OtherFolder, SetupError, UserError
 from ingest.loaders import MAX_FILE_BYTES, SUFFIXES
-from ingest.pipeline import IngestReport, Progress, sync
+from ingest.pipeline import IngestReport, KnownFiles, Progress, sync
 from ingest.store import DEFAULT_COLLECTION, ChunkStore, DocRecord
 from rag import condense, policy
 from rag.condense import Standalone
@@ -159,6 +159,7 @@ class Pipeline:
         self._fresh_build = False  # the next retriever is built from the store, not opened from the kept one
         self._meaning: MeaningJudge | None = None
         self._synced = False
+        self._files = KnownFiles()  # the folder's files as this process loaded them: unchanged ones are not reloaded
         self._lock = threading.RLock()
         self.last_ingest: IngestReport | None = None
 
@@ -183,7 +184,7 @@ class Pipeline:
     def _sync(self, progress: Progress | None = None, **how) -> IngestReport:
         with self._lock:
             try:
-                report = sync(self.folder(), self.store, self.embedder, progress=progress, **how)
+                report = sync(self.folder(), self.store, self.embedder, progress=progress, known=self._files, **how)
             except BaseException:
                 # a write that failed half-way changed chunk ids: rebuild from the store
                 self._retriever, self._fresh_build = None, True

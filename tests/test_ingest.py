@@ -170,3 +170,62 @@ def test_ingest_embeds_in_few_large_encoder_calls(tmp_path: Path, corpus: Path):
     report = sync(corpus, _store(tmp_path), Counting())
     assert report.chunks_embedded > 30 and len(report.added) == 3
     assert len(calls) == 1 and calls[0] > report.chunks_embedded, calls
+
+
+# --- a serving process's re-syncs: files unchanged since it loaded them are not loaded again -------------------
+@pytest.fixture
+def loads(monkeypatch) -> list[str]:
+    """The files ingest.pipeline reads and parses, by name."""
+    import ingest.pipeline
+
+    seen: list[str] = []
+    real = ingest.pipeline.load_document
+
+    def counting(path, *a, **kw):
+        seen.append(Path(path).name)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(ingest.pipeline, "load_document", counting)
+    return seen
+
+
+def test_a_resync_with_known_files_loads_only_the_new_and_the_changed(tmp_path, corpus, loads, monkeypatch):
+    import os
+
+    import ingest.pipeline
+    from ingest.pipeline import KnownFiles
+
+    monkeypatch.setattr(ingest.pipeline, "SETTLED_S", 0.0)  # the copied files are seconds old
+    store, emb, known = _store(tmp_path), FakeEmbedder(), KnownFiles()
+    names = sorted(p.name for p in corpus.iterdir())
+    first = sync(corpus, store, emb, known=known)
+    assert sorted(loads) == names and len(first.added) == len(names)
+    loads.clear()
+    assert sync(corpus, store, emb, known=known).unchanged and loads == []  # nothing read again
+    assert len(sync(corpus, store, emb).unchanged) == len(names) and sorted(loads) == names  # without: all read
+    loads.clear()
+
+    (corpus / "zebra.md").write_text("# Zebra\n\nThe zoo counted 4,242 zebras.\n", encoding="utf-8")
+    edited = corpus / names[0]
+    st = edited.stat()
+    text = edited.read_text(encoding="utf-8")
+    edited.write_text(text.replace("the", "teh", 1), encoding="utf-8")  # same size, and the same mtime put back
+    os.utime(edited, ns=(st.st_atime_ns, st.st_mtime_ns))
+    report = sync(corpus, store, emb, known=known)
+    assert sorted(loads) == sorted(["zebra.md", names[0]])  # its ctime moved: read again, and found changed
+    assert report.added == ["zebra"] and report.changed == [load_document(edited).doc_id]
+    loads.clear()
+
+    store.delete_doc("zebra")  # unchanged on disk, but the store lost it (another writer, a repair)
+    report = sync(corpus, store, emb, known=known)
+    assert report.added == ["zebra"] and loads == ["zebra.md"]
+
+
+def test_a_file_changed_within_the_settling_time_is_never_taken_as_known(tmp_path, corpus, loads):
+    from ingest.pipeline import KnownFiles
+
+    store, emb, known = _store(tmp_path), FakeEmbedder(), KnownFiles()
+    sync(corpus, store, emb, known=known)  # the copies are fresh: not trusted yet
+    loads.clear()
+    sync(corpus, store, emb, known=known)
+    assert len(loads) == len(list(corpus.iterdir()))

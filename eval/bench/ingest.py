@@ -18,6 +18,7 @@ from eval.bench.measure import Log, profiled
 from ingest.chunking import chunk_document, sentence_spans
 from ingest.embed import get_embedder
 from ingest.errors import SetupError
+from ingest.loaders import Document
 from ingest.pipeline import IngestReport, load_folder, sync
 from ingest.store import ChunkStore
 from rag.settings import Settings
@@ -25,7 +26,7 @@ from rag.settings import Settings
 
 def embedded_texts(corpus: Path) -> tuple[int, list[str]]:
     """(number of chunks, every text `sync` embeds for the corpus: each chunk, then each sentence in it)."""
-    docs = load_folder(corpus, IngestReport())
+    docs = [d for d in load_folder(corpus, IngestReport()) if isinstance(d, Document)]  # (no `known`: all are)
     n_chunks, texts = 0, []
     for doc in docs:
         chunks = chunk_document(doc)
