@@ -21,12 +21,12 @@ from ingest.embed import Embedder
 from ingest.store import ChunkStore, DocRecord, is_current
 from rag.guard import addresses_the_model
 from rag.lexical import IDF, LexicalIndex
-from rag.tokens import STOPWORDS, bm25_tokens, content_words, terms
+from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, terms
 
 log = logging.getLogger(__name__)
 
 # What a kept index (Retriever.save) was written by; another value is never read back.
-SNAPSHOT_FORMAT = "retriever-2"  # 2: no chunk texts (they stay in the store)
+SNAPSHOT_FORMAT = f"retriever-2/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store)
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the

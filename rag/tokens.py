@@ -28,6 +28,9 @@ WORD = re.compile(r"[^\W_]+(?:(?<=\d)[.,](?=\d)[^\W_]+)*")
 # A word as written: inner hyphens, dots and apostrophes kept, and a comma between digits.
 TERM = re.compile(r"\w+(?:(?:[-.'’]|(?<=\d),(?=\d))\w+)*")
 _POSSESSIVE = re.compile(r"['’]s$", re.I)
+# Which words `content_words` makes; anything kept on disk that was made from them (the retriever's index) carries
+# it, and is rebuilt when it changes. 2: irregular past forms read as their verb.
+TOKENS_VERSION = 2
 
 
 def stemmer():
@@ -52,9 +55,30 @@ def words(text: str) -> list[str]:
     return [w.replace(",", "") for w in WORD.findall(folded)]
 
 
+# Past forms of common irregular verbs, read as the verb ("fell" -> "fall"), which a suffix stemmer cannot do: a
+# question asks "how far did bitcoin fall", the article says it "fell". Forms that are as often another word are
+# left out ("left", "saw", "lay", "bore", "lead", "found" as in a company founded).
+_IRREGULAR = {past: verb for verb, forms in (
+    ("arise", "arose arisen"), ("become", "became"), ("begin", "began begun"), ("bite", "bit bitten"),
+    ("blow", "blew blown"), ("break", "broke broken"), ("bring", "brought"), ("build", "built"), ("buy", "bought"),
+    ("catch", "caught"), ("choose", "chose chosen"), ("come", "came"), ("deal", "dealt"), ("draw", "drew drawn"),
+    ("drive", "drove driven"), ("eat", "ate eaten"), ("fall", "fell fallen"), ("feel", "felt"),
+    ("fight", "fought"), ("fly", "flew flown"), ("forget", "forgot forgotten"), ("freeze", "froze frozen"),
+    ("get", "got gotten"), ("give", "gave given"), ("go", "went gone"), ("grow", "grew grown"), ("hide", "hid hidden"),
+    ("hold", "held"), ("keep", "kept"), ("know", "knew known"), ("lose", "lost"), ("make", "made"), ("mean", "meant"),
+    ("meet", "met"), ("pay", "paid"), ("rise", "rose risen"), ("ride", "rode ridden"), ("run", "ran"),
+    ("seek", "sought"), ("sell", "sold"), ("send", "sent"), ("shake", "shook shaken"), ("shrink", "shrank shrunk"),
+    ("sing", "sang sung"), ("sink", "sank sunk"), ("slide", "slid"), ("speak", "spoke spoken"), ("spend", "spent"),
+    ("stand", "stood"), ("steal", "stole stolen"), ("strike", "struck stricken"), ("swim", "swam swum"),
+    ("take", "took taken"), ("teach", "taught"), ("tear", "tore torn"), ("tell", "told"), ("think", "thought"),
+    ("throw", "threw thrown"), ("understand", "understood"), ("wear", "wore worn"), ("win", "won"),
+    ("write", "wrote written")) for past in forms.split()}
+
+
 def content_words(text: str) -> list[str]:
-    """Folded, stemmed words that carry content: no stopwords, no single letters (a single digit stays)."""
-    kept = [w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    """Folded, stemmed words that carry content: no stopwords, no single letters (a single digit stays); the past
+    forms of common irregular verbs become the verb."""
+    kept = [_IRREGULAR.get(w, w) for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     stem = stemmer()
     return stem.stemWords(kept) if stem else kept
 
