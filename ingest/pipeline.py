@@ -19,7 +19,11 @@ writer, an embedding of another dimension); any other error is raised as it is, 
 from __future__ import annotations
 
 import errno
+import functools
+import hashlib
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -73,14 +77,51 @@ SETTLED_S = 2.0  # a file changed this recently may change again within its time
 
 
 class KnownFiles:
-    """The files earlier syncs in this process loaded, by path and stat: a file whose size, inode, mtime and ctime
-    are unchanged is not read and parsed again only to learn that it is unchanged, so one new article in a folder
-    of 10,000 costs a stat of each of the others, not a load. A process that serves a collection keeps one
-    (rag.answer.Pipeline); without one, every sync loads every file, as a one-off `rag ingest` does."""
+    """The files earlier syncs loaded, by path and stat: a file whose size, inode, mtime and ctime are unchanged is
+    not read and parsed again only to learn that it is unchanged, so one new article in a folder of 10,000 costs a
+    stat of each of the others, not a load. A Pipeline (rag.answer) keeps one per collection, in a file under the
+    app's home when given `path`, so that a fresh `rag ask` does not parse a large folder either; without one, every
+    sync loads every file. The file is our own and only a hint: an entry counts only while the file's stat is the
+    one recorded, and only for the same ingest code (`code_version`), since another parser reads other text."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self._seen: dict[str, tuple[tuple[int, ...], Seen]] = {}
         self._lock = threading.Lock()
+        self._path = path
+        self._dirty = False
+        if path is not None:
+            self._read(path)
+
+    def _read(self, path: Path) -> None:
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            if kept.get("format") != KNOWN_FORMAT or kept.get("code") != code_version():
+                return
+            for name, (stat, doc_id, content_hash) in kept["files"].items():
+                self._seen[name] = (tuple(int(x) for x in stat), Seen(Path(name), str(doc_id), str(content_hash)))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:  # half-written or foreign: start over
+            log.info("ignoring the kept file list %s (%s)", path, e)
+            self._seen.clear()
+
+    def save(self) -> None:
+        """Keep what changed since the last save (written whole or not at all); a failure only costs the next
+        process the loads."""
+        if self._path is None or not self._dirty:
+            return
+        with self._lock:
+            files = {name: [list(stat), seen.doc_id, seen.content_hash] for name, (stat, seen) in self._seen.items()}
+            self._dirty = False
+        tmp = self._path.with_name(f"{self._path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"format": KNOWN_FORMAT, "code": code_version(), "files": files}),
+                           encoding="utf-8")
+            os.replace(tmp, self._path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            log.info("could not keep the file list in %s (%s)", self._path, e)
 
     @staticmethod
     def _stat(path: Path) -> tuple[int, ...] | None:
@@ -103,6 +144,19 @@ class KnownFiles:
             return
         with self._lock:
             self._seen[str(path)] = (stat, Seen(path, doc.doc_id, doc.content_hash))
+            self._dirty = True
+
+
+KNOWN_FORMAT = 1
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of the ingest package's own source: the text a file is read as (and so its hash) is this code's."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def load_folder(folder: Path, report: IngestReport, unreadable: set[str] | None = None,
@@ -291,6 +345,8 @@ def sync(folder: Path, store: ChunkStore, embedder: Embedder, progress: Progress
     where = str(Path(folder).expanduser().resolve())
     unreadable: set[str] = set()
     docs = load_folder(folder, report, unreadable, known)
+    if known is not None:
+        known.save()
     fingerprint, dim = _model_of(embedder)
     with store.writing():
         try:

@@ -8,6 +8,7 @@ the reader sees is cited to passages that support it, or is flagged. The corpus 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -159,7 +160,7 @@ class Pipeline:
         self._fresh_build = False  # the next retriever is built from the store, not opened from the kept one
         self._meaning: MeaningJudge | None = None
         self._synced = False
-        self._files = KnownFiles()  # the folder's files as this process loaded them: unchanged ones are not reloaded
+        self._files: KnownFiles | None = None  # the folder's files as last loaded (see `_known_files`)
         self._lock = threading.RLock()
         self.last_ingest: IngestReport | None = None
 
@@ -184,7 +185,9 @@ class Pipeline:
     def _sync(self, progress: Progress | None = None, **how) -> IngestReport:
         with self._lock:
             try:
-                report = sync(self.folder(), self.store, self.embedder, progress=progress, known=self._files, **how)
+                folder = self.folder()
+                report = sync(folder, self.store, self.embedder, progress=progress, known=self._known_files(folder),
+                              **how)
             except BaseException:
                 # a write that failed half-way changed chunk ids: rebuild from the store
                 self._retriever, self._fresh_build = None, True
@@ -194,6 +197,14 @@ class Pipeline:
             if report.reembedded:  # every chunk is new; otherwise retriever() updates the documents that changed
                 self._retriever, self._fresh_build = None, True
             return report
+
+    def _known_files(self, folder: Path) -> KnownFiles:
+        """The files of this folder as they were last loaded, here or by an earlier process (<home>/files/): an
+        unchanged file is not parsed again to learn that it is unchanged."""
+        if self._files is None:
+            key = hashlib.sha256(str(Path(folder).expanduser().resolve()).encode()).hexdigest()[:24]
+            self._files = KnownFiles(Path(self.settings.home).expanduser() / "files" / f"{key}.json")
+        return self._files
 
     def retriever(self) -> Retriever:
         """The index for the collection as it stands. On first use, new and changed files of its folder are added

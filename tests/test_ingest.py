@@ -229,3 +229,26 @@ def test_a_file_changed_within_the_settling_time_is_never_taken_as_known(tmp_pat
     loads.clear()
     sync(corpus, store, emb, known=known)
     assert len(loads) == len(list(corpus.iterdir()))
+
+
+def test_a_fresh_pipeline_does_not_parse_the_files_an_earlier_process_loaded(settings, loads, monkeypatch):
+    """The file list is kept under the home (a fresh `rag ask` on a large folder must not parse all of it), but only
+    for the same ingest code, and a list that cannot be read is ignored."""
+    import ingest.pipeline
+    from rag.answer import Pipeline
+
+    monkeypatch.setattr(ingest.pipeline, "SETTLED_S", 0.0)
+    names = sorted(p.name for p in settings.corpus.iterdir())
+    Pipeline(settings).ingest()
+    assert sorted(loads) == names
+    [kept] = (settings.home / "files").glob("*.json")
+    loads.clear()
+    assert Pipeline(settings).ingest().unchanged and loads == []  # "another process": nothing parsed
+    assert Pipeline(settings).retrieve("bitcoin").sources and loads == []  # a question's first sync neither
+
+    monkeypatch.setattr(ingest.pipeline, "code_version", lambda: "another parser")
+    Pipeline(settings).ingest()
+    assert sorted(loads) == names  # the list was another code's: every file read again
+    loads.clear()
+    kept.write_text("{not json", encoding="utf-8")
+    assert Pipeline(settings).ingest().unchanged and sorted(loads) == names
