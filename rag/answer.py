@@ -425,6 +425,11 @@ class Pipeline:
             checked = [] if declined else check(raw, sources, self.judge, asked.question, self.retriever().knows,
                                                 self.meaning(llm))
             timings["verify"] += time.perf_counter() - t_generated
+            if checked and sources and policy.doubts_verdict(asked.question, checked[0].claim, checked[0].supported):
+                best = sources[0]  # number 1: the passage ranked best for the question
+                quoted = check(pointed(f"[{best.number}]", [best]), [best], self.judge, asked.question,
+                               self.retriever().knows)
+                checked = [c for c in quoted if c.supported] + checked[1:]
             reason = policy.verdict(declined, [c.claim for c in checked if c.supported], asked.question)
             if reason is None:
                 yield self._answer(asked, sources, checked, timings, t0, prompt_tokens, llm.name, attempt)

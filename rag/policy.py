@@ -63,6 +63,17 @@ def quotes_instead(question: str, best_similarity: float, best_overlap: float, k
             and all(known(w) for w in terms(question)))
 
 
+_VERDICT = re.compile(r"^\W*(?:yes|no)\b", re.I)
+
+
+def doubts_verdict(question: str, first_claim: str, supported: bool) -> bool:
+    """A yes-or-no question whose answer opens with a bare "Yes" or "No" that its sources do not support: the verdict
+    is the model's, not the articles' (a 1.5B model says yes to nearly every such question, "Yes, he thinks it will
+    replace them" where the passage says "it won't replace"), so the passage that settles it should stand in its
+    place, quoted and cited, and the reader draws the yes or no (as `quotes_instead` does after a decline)."""
+    return not supported and _YES_NO.search(question) is not None and _VERDICT.match(first_claim) is not None
+
+
 def worth_asking(has_sources: bool, best_similarity: float, best_overlap: float, min_similarity: float = MIN_RELEVANCE,
                  min_overlap: float = MIN_OVERLAP) -> bool:
     """Worth a model call: sources exist, and one is near in meaning or has most of the question's words."""

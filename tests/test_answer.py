@@ -111,6 +111,24 @@ def test_a_declined_yes_no_question_is_answered_by_quoting_its_best_source(setti
     assert pipe.ask("Did the zebra herd at the city zoo grow?").abstained
 
 
+def test_an_unsupported_yes_or_no_verdict_gives_way_to_the_passage_that_settles_it(settings, monkeypatch):
+    # The 1.5B model says yes to nearly every yes-or-no question ("Yes, von Wysiecki thinks Mythos will replace the
+    # models people use today." where the passage says "it won't replace"). An unsupported verdict is not shown as
+    # the answer: the best source, quoted and cited, takes its place, and the model's other sentences stay.
+    question = "Did bitcoin rise to $90,000 after the leak?"
+    reply = "Yes, bitcoin rose to $90,000 after the leak. Cybersecurity stocks dropped 4–6% [1]."
+    pipe = _with_llm(settings, monkeypatch, reply)
+    best = pipe.retrieve(question).sources[0]
+    a = pipe.ask(question)
+    assert not a.abstained and not a.text.startswith("Yes")
+    assert a.citations[0].quote == best.text and a.text.startswith(" ".join(best.text.split())[:40])
+    assert all(s.supported for s in a.sentences) and "4–6%" in a.text
+    # A supported verdict stands as the model wrote it (one that only restates the question never is: it adds
+    # nothing a passage could support).
+    pipe = _with_llm(settings, monkeypatch, "Yes, bitcoin slid to $66,000 after the leak [1].")
+    assert pipe.ask("Did bitcoin fall after the leak?").text.startswith("Yes, bitcoin slid to $66,000")
+
+
 def test_known_names_come_from_every_word_of_every_article(settings):
     from rag.policy import foreign_names
 

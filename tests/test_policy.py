@@ -9,6 +9,7 @@ from rag.policy import (
     Abstain,
     answers_kind,
     declines,
+    doubts_verdict,
     foreign_names,
     names_any,
     only_points,
@@ -71,6 +72,19 @@ def test_quotes_instead(question, similarity, overlap, expected):
         return w.lower() in known | STOPWORDS
 
     assert quotes_instead(question, similarity, overlap, knows) is expected
+
+
+@pytest.mark.parametrize("question, first_claim, supported, doubted", [
+    ("Does he think Mythos will replace today's models?", "Yes, he thinks Mythos will replace them.", False, True),
+    ("Can the main worktree be removed?", "No, it cannot be removed.", False, True),
+    ("and is it cheap?", "yes — it is cheap.", False, True),
+    ("Does he think Mythos will replace today's models?", "Yes, he thinks Mythos will replace them.", True, False),
+    ("Can the main worktree be removed?", "The main worktree cannot be removed.", False, False),  # no bare verdict
+    ("How far did bitcoin fall?", "Yes, it fell to $66,000.", False, False),  # not a yes-or-no question
+    ("Does the essay cite a report?", "Yesterday's report said so.", False, False),  # "Yesterday" is no "Yes"
+])
+def test_an_unsupported_yes_or_no_verdict_is_doubted(question, first_claim, supported, doubted):
+    assert doubts_verdict(question, first_claim, supported) is doubted
 
 
 @pytest.mark.parametrize("question, claim, answered", [
