@@ -204,6 +204,7 @@ class ChunkStore:
         self._open()
         self._seen = self.generation()
         self._reopen = False  # a write failed for want of permission: the next one opens the database again
+        self.wrote = False  # this process changed the collection (a `rag ask` that did exits the usual way)
 
     def refresh(self, reopen: bool = False) -> bool:
         """Catch up with writes made by other processes since this store was opened or last refreshed: a local
@@ -315,8 +316,11 @@ class ChunkStore:
             # want of permission, open the database again: SQLite opens a file it may not write read-only, and a
             # connection Chroma opened while the folder was read-only stays so after the folder is fixed.
             self.refresh(reopen=self._reopen)
+            before = self.generation()
             yield
+            self.wrote = self.wrote or self.generation() != before  # every write ends by bumping it (record)
         except Exception as e:
+            self.wrote = True  # a write may have failed half-way
             text = str(e).lower()
             if isinstance(e, PermissionError) or "readonly" in text or "read-only" in text or "permission" in text:
                 self._reopen = True

@@ -387,7 +387,7 @@ class Pipeline:
         s = self.settings
         t0 = time.perf_counter()
         question = clean_question(question, s.max_question_chars)
-        preload(s.llm, s.model_dir, s.n_ctx, SYSTEM_PROMPT)  # a cold process loads the model while it retrieves
+        warm(s)  # a cold process loads the model while it retrieves
         asked = self.standalone(question, history)
         retrieval = self.retrieve(asked.question, context=asked.retrieval_context, documents=documents)
         t_retrieved = time.perf_counter()
@@ -514,6 +514,13 @@ def _rounded(timings: dict[str, float]) -> dict[str, float]:
 
 _pipelines: dict[Settings, Pipeline] = {}
 _pipelines_lock = threading.Lock()
+
+
+def warm(settings: Settings) -> None:
+    """Start loading the model these settings answer with, and its system turn, in a thread (rag.llm.preload):
+    a cold `rag ask` calls it before it opens the store, so that the model loads while the store opens and the
+    question is retrieved. Nothing happens when the model is loaded or loading already."""
+    preload(settings.llm, settings.model_dir, settings.n_ctx, SYSTEM_PROMPT)
 
 
 def pipeline(settings: Settings | None = None, **overrides) -> Pipeline:

@@ -406,6 +406,7 @@ def _ollama_host(value: str) -> str:
 _BACKENDS = ("llamacpp", "ollama", "fake")
 _cache: dict[tuple, LLM] = {}
 _cache_lock = threading.Lock()
+_loading: set[tuple[str, str, int]] = set()  # keys a preload thread is loading now
 
 
 def check_llm_id(llm_id: str) -> tuple[str, str]:
@@ -426,9 +427,13 @@ def preload(llm_id: str, model_dir: Path, n_ctx: int, system: str) -> None:
     process then loads it while it imports the embedder and retrieves (llama.cpp's loading releases the GIL). The
     thread is not a daemon, so a process that exits meanwhile waits for it instead of tearing the model down
     half-loaded. Errors are left to the caller's own `get_llm`, which raises them."""
+    key = (llm_id, str(model_dir), n_ctx)
+    if key in _loading:  # asked before the lock, which get_llm holds while it loads
+        return
     with _cache_lock:
-        if (llm_id, str(model_dir), n_ctx) in _cache:
+        if key in _cache or key in _loading:
             return
+        _loading.add(key)
 
     def load() -> None:
         try:
@@ -438,6 +443,8 @@ def preload(llm_id: str, model_dir: Path, n_ctx: int, system: str) -> None:
                 prepare(system)
         except Exception:  # noqa: BLE001  (reported when the answer asks for the model)
             pass
+        finally:
+            _loading.discard(key)
 
     threading.Thread(target=load, name="rag-preload").start()
 

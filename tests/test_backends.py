@@ -265,3 +265,33 @@ def test_preload_loads_the_model_once_in_the_background_and_leaves_errors_to_the
             t.join(10)
     with pytest.raises(UserError, match="no GGUF file"):
         get_llm("llamacpp:/nowhere/model.gguf", tmp_path)
+
+
+def test_a_second_preload_while_the_model_loads_returns_at_once(tmp_path, monkeypatch):
+    """`rag ask` starts the load before it opens the store, and `stream` asks again: the second call must not wait
+    for the load (get_llm holds the cache lock while it loads), or retrieval would wait for the model."""
+    import threading
+    import time
+
+    from rag import llm as llm_module
+
+    release = threading.Event()
+    real_get = llm_module.get_llm
+
+    def slow(llm_id, model_dir, n_ctx=2048):
+        with llm_module._cache_lock:  # as a real load holds it
+            release.wait(10)
+        return real_get(llm_id, model_dir, n_ctx)
+
+    monkeypatch.setattr(llm_module, "get_llm", slow)
+    llm_module.preload("fake", tmp_path / "models-b", 2048, "system")
+    t0 = time.perf_counter()
+    llm_module.preload("fake", tmp_path / "models-b", 2048, "system")
+    waited = time.perf_counter() - t0
+    release.set()
+    for t in threading.enumerate():
+        if t.name == "rag-preload":
+            t.join(10)
+    assert waited < 5, f"the second preload waited {waited:.1f}s for the first one's load"
+    assert ("fake", str(tmp_path / "models-b"), 2048) in llm_module._cache
+    assert not llm_module._loading

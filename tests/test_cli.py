@@ -49,3 +49,25 @@ def test_errors_are_one_line_and_exit_non_zero(settings, tmp_path):
         assert result.exit_code == 1, (args, result.output)
         assert result.output.strip().startswith(message), result.output
         assert "Traceback" not in result.output
+
+
+def test_an_ask_that_wrote_nothing_skips_the_teardown_and_one_that_ingested_does_not(settings):
+    """`rag` (rag.cli:run) ends a read-only `rag ask` without the interpreter's teardown; an ask that ingested the
+    folder first exits the usual way, so that Chroma closes its database. Both print the whole answer."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('torn down', file=sys.stderr))\n"
+              "from rag.cli import run\n"
+              "sys.argv = ['rag', 'ask', '--json', 'How far did bitcoin fall?']\n"
+              "run()\n")
+    env = {**os.environ, **_env(settings)}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+            for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert "66,000" in json.loads(r.stdout)["text"]
+    assert "torn down" in runs[0].stderr, "the first ask ingested the folder: it must exit the usual way"
+    assert "torn down" not in runs[1].stderr, "a read-only ask should end without the teardown"
