@@ -12,13 +12,13 @@ import logging
 import os
 import pickle
 import threading
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
 from ingest.store import ChunkStore, DocRecord, is_current
+from rag.catalog import WordSet
 from rag.guard import addresses_the_model
 from rag.lexical import IDF, LexicalIndex
 from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, terms
@@ -26,7 +26,7 @@ from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, te
 log = logging.getLogger(__name__)
 
 # What a kept index (Retriever.save) was written by; another value is never read back.
-SNAPSHOT_FORMAT = f"retriever-2/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store)
+SNAPSHOT_FORMAT = f"retriever-3/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store); 3: WordSet
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
@@ -85,13 +85,8 @@ class Retriever:
         self._idf = IDF(self._index)
         self._lock = threading.Lock()  # searches and updates of the lexical index do not interleave
         self._warned: set[str] = set()
-        # Every word of every document, bylines and titles included, and their 4-letter prefixes (for knows());
-        # counted per document, so that a word goes only with the last document that has it.
-        self._words: set[str] = set()
-        self._prefixes: set[str] = set()
-        self._word_docs: Counter[str] = Counter()
-        self._prefix_words: Counter[str] = Counter()
-        self._doc_words: dict[str, set[str]] = {}
+        # Every word of every document, bylines and titles included, and their prefixes (for knows()).
+        self._words = WordSet()
         records = store.doc_records(with_text=True)
         self._apply(records, store.all_chunks(), list(records))
 
@@ -181,36 +176,13 @@ class Retriever:
                     self._doc_chunks[d] = [ids[i] for i in rows]
                 for i in rows:
                     self.metas[ids[i]] = metas[i]
-                self._forget_words(d)
+                self._words.forget(d)
                 rec = records.get(d)
                 if rec is None:
                     self._records.pop(d, None)
                     continue
                 self._records[d] = replace(rec, text="")
-                self._learn_words(d, {t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}")})
-
-    def _learn_words(self, doc_id: str, found: set[str]) -> None:
-        self._doc_words[doc_id] = found
-        for w in found:
-            self._word_docs[w] += 1
-            if self._word_docs[w] == 1:
-                self._words.add(w)
-                if len(w) >= 4:
-                    self._prefix_words[w[:4]] += 1
-                    self._prefixes.add(w[:4])
-
-    def _forget_words(self, doc_id: str) -> None:
-        for w in self._doc_words.pop(doc_id, set()):
-            self._word_docs[w] -= 1
-            if self._word_docs[w] > 0:
-                continue
-            del self._word_docs[w]
-            self._words.discard(w)
-            if len(w) >= 4:
-                self._prefix_words[w[:4]] -= 1
-                if self._prefix_words[w[:4]] <= 0:
-                    del self._prefix_words[w[:4]]
-                    self._prefixes.discard(w[:4])
+                self._words.learn(d, (t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}")))
 
     def knows(self, word: str) -> bool:
         """Does any article use this word, or one that starts the same ("Chinese" for "China")? Every word of
@@ -218,7 +190,7 @@ class Retriever:
         w = word.lower().strip(".-")
         if len(w) < 3 or w in STOPWORDS:
             return True
-        return w in self._words or (len(w) >= 5 and w[:4] in self._prefixes)
+        return self._words.knows(w)
 
     def _lexical(self, query: str, k: int, documents: list[str] | None = None) -> list[str]:
         """The best k chunk ids by BM25 (of these documents, when given: the same scope as the dense searches)."""

@@ -8,6 +8,7 @@ answers follow at once. All on the fakes.
 
 from __future__ import annotations
 
+import pickle
 import random
 
 import bm25s
@@ -16,8 +17,8 @@ import pytest
 
 from rag import Pipeline
 from rag.lexical import IDF, LexicalIndex
-from rag.retrieve import Retriever
-from rag.tokens import bm25_tokens
+from rag.retrieve import SNAPSHOT_FORMAT, Retriever
+from rag.tokens import TOKENS_VERSION, bm25_tokens
 
 VOCAB = [f"w{i}" for i in range(200)]
 
@@ -165,7 +166,8 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     assert _snapshot(r) == {d: rows for d, rows in before.items()}
     # What the updates left is what a build from scratch holds.
     fresh = Retriever(pipe.store, pipe.embedder)
-    assert fresh.metas == r.metas and fresh._words == r._words and fresh._prefixes == r._prefixes
+    assert fresh.metas == r.metas and fresh._words.words() == r._words.words()
+    assert fresh._words.prefixes() == r._words.prefixes()
     assert dict(fresh._idf) == dict(r._idf)
 
 
@@ -253,7 +255,8 @@ def _no_full_read(monkeypatch):
 
 def _same_index(a: Retriever, b: Retriever) -> None:
     assert a.metas == b.metas and a._records == b._records
-    assert a._words == b._words and a._prefixes == b._prefixes and dict(a._idf) == dict(b._idf)
+    assert a._words.words() == b._words.words() and a._words.prefixes() == b._words.prefixes()
+    assert dict(a._idf) == dict(b._idf)
     assert {d: a._index.chunk_ids(d) for d in a._index.documents()} == \
         {d: b._index.chunk_ids(d) for d in b._index.documents()}
 
@@ -315,3 +318,20 @@ def test_a_damaged_or_foreign_kept_index_is_built_again(settings, built, content
     r = pipe.retriever()
     assert built["n"] == 1 and r.knows("bitcoin")
     assert Retriever.open(pipe.store, pipe.embedder, path) is not None  # replaced by a good one
+
+
+def test_a_kept_index_of_an_older_format_is_built_again_not_read(settings, built):
+    """A file kept by an earlier version (here: retriever-2's plain sets of words) is never read into this one's
+    classes: the next process builds the index again and keeps it in the current format."""
+    pipe = Pipeline(settings)
+    path = _kept_path(pipe)
+    path.parent.mkdir(parents=True)
+    old = {"metas": {}, "_doc_chunks": {}, "_records": {}, "_index": LexicalIndex(), "_warned": set(),
+           "_words": {"bitcoin"}, "_prefixes": {"bitc"}, "_word_docs": {"bitcoin": 1}, "_prefix_words": {"bitc": 1},
+           "_doc_words": {"a": {"bitcoin"}}}
+    path.write_bytes(pickle.dumps({"format": f"retriever-2/tokens-{TOKENS_VERSION}", "state": old}))
+    assert Retriever.open(pipe.store, pipe.embedder, path) is None
+    r = pipe.retriever()
+    assert built["n"] == 1 and r.knows("bitcoin") and r._index.documents()
+    assert pickle.loads(path.read_bytes())["format"] == SNAPSHOT_FORMAT
+    assert Retriever.open(pipe.store, pipe.embedder, path) is not None
