@@ -5,11 +5,15 @@ served under 2.5 GB).
 holds a numpy array of its word ids, and the counts are numpy arrays, instead of a Python set of strings per
 document and Counters keyed by string. Left out: anything that needs the words in order or their frequencies (BM25
 has its own index, rag/lexical.py).
+
+`ChunkCatalog` is the metadata of the chunks served, in columns (numpy arrays; titles, sections and document ids
+interned into one string table) instead of a dict per chunk; it reads as a mapping of chunk id to the metadata dict
+the store returned, built on demand. Left out: the chunks' texts, which stay in the store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -86,4 +90,146 @@ class WordSet:
                 p = self._prefix_ids.setdefault(word[:PREFIX], len(self._prefix_ids))
                 self._prefix_words = _grown(self._prefix_words, p + 1)
                 self._prefix_of[i] = p
+        return i
+
+
+# The keys of chunk metadata (ingest/pipeline.py) that get a column: ints and interned strings. Another key, or a
+# value of another type, is kept as it is in a per-chunk dict of extras (there are none in what ingest writes).
+INT_KEYS = ("start", "end", "index", "page")
+STR_KEYS = ("doc_id", "title", "section")
+_NO_INT = np.iinfo(np.int64).min  # the chunk has no such key (or its value is held among the extras)
+_NO_STR = -1
+
+
+class ChunkCatalog(Mapping[str, dict]):
+    """Chunk id -> metadata of the chunks served, grouped by document: `put` a document's chunks, `remove` it.
+    `catalog[cid]` is a new dict equal to the one stored; `doc_id`, `start` and `value` read one field without
+    building it."""
+
+    def __init__(self) -> None:
+        self._row: dict[str, int] = {}  # chunk id -> row
+        self._ints = np.full((0, len(INT_KEYS)), _NO_INT, dtype=np.int64)
+        self._strs = np.full((0, len(STR_KEYS)), _NO_STR, dtype=np.int32)
+        self._strings: list[str] = []  # string id -> string; kept while unused (titles rarely change)
+        self._string_ids: dict[str, int] = {}
+        self._extras: dict[int, dict] = {}  # row -> the keys the columns cannot hold
+        self._free: list[int] = []
+        self._doc_rows: dict[str, np.ndarray] = {}  # document -> its chunks' rows, in the order put (int32)
+        self._row_chunk: list[str | None] = []  # row -> chunk id (None: a free row)
+
+    # --- Mapping --------------------------------------------------------------------------------------------
+    def __getitem__(self, chunk_id: str) -> dict:
+        row = self._row[chunk_id]
+        meta: dict = {}
+        for key, s in zip(STR_KEYS, self._strs[row].tolist()):
+            if s != _NO_STR:
+                meta[key] = self._strings[s]
+        for key, v in zip(INT_KEYS, self._ints[row].tolist()):
+            if v != _NO_INT:
+                meta[key] = v
+        meta.update(self._extras.get(row, {}))
+        return meta
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return chunk_id in self._row
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    # --- one field ------------------------------------------------------------------------------------------
+    def value(self, chunk_id: str, key: str, default=None):
+        """`self[chunk_id].get(key, default)`, without building the dict."""
+        row = self._row[chunk_id]
+        if key in STR_KEYS:
+            s = int(self._strs[row, STR_KEYS.index(key)])
+            if s != _NO_STR:
+                return self._strings[s]
+        elif key in INT_KEYS:
+            v = int(self._ints[row, INT_KEYS.index(key)])
+            if v != _NO_INT:
+                return v
+        return self._extras.get(row, {}).get(key, default)
+
+    def doc_id(self, chunk_id: str):
+        """`self[chunk_id]["doc_id"]` (KeyError for a chunk not held, or one without a doc_id)."""
+        got = self.value(chunk_id, "doc_id", KeyError)
+        if got is KeyError:
+            raise KeyError(f"{chunk_id}: doc_id")
+        return got
+
+    def start(self, chunk_id: str) -> int:
+        """`self[chunk_id]["start"]`."""
+        got = self.value(chunk_id, "start", KeyError)
+        if got is KeyError:
+            raise KeyError(f"{chunk_id}: start")
+        return got
+
+    def documents(self) -> set[str]:
+        return set(self._doc_rows)
+
+    def chunk_ids(self, doc_id: str) -> list[str]:
+        """The document's chunks, in the order they were put."""
+        rows = self._doc_rows.get(doc_id)
+        return [] if rows is None else [str(self._row_chunk[r]) for r in rows.tolist()]
+
+    # --- changes --------------------------------------------------------------------------------------------
+    def put(self, doc_id: str, chunk_ids: list[str], metas: list[dict]) -> None:
+        """These are the document's chunks (what it had before goes); no chunks: the document is not held."""
+        self.remove(doc_id)
+        if not chunk_ids:
+            return
+        rows = np.fromiter((self._put_row(cid, meta) for cid, meta in zip(chunk_ids, metas, strict=True)),
+                           dtype=np.int32)
+        self._doc_rows[doc_id] = rows
+
+    def remove(self, doc_id: str) -> None:
+        """Take the document's chunks out (a document not held is ignored)."""
+        rows = self._doc_rows.pop(doc_id, None)
+        if rows is None:
+            return
+        for row in rows.tolist():
+            del self._row[str(self._row_chunk[row])]
+            self._row_chunk[row] = None
+            self._ints[row] = _NO_INT
+            self._strs[row] = _NO_STR
+            self._extras.pop(row, None)
+            self._free.append(row)
+
+    def _put_row(self, chunk_id: str, meta: dict) -> int:
+        if chunk_id in self._row:
+            raise ValueError(f"{chunk_id}: already held (by another document?)")
+        row = self._take_row()
+        self._row[chunk_id] = row
+        self._row_chunk[row] = chunk_id
+        extras = {}
+        for key, value in meta.items():
+            if key in INT_KEYS and type(value) is int and _NO_INT < value <= np.iinfo(np.int64).max:
+                self._ints[row, INT_KEYS.index(key)] = value
+            elif key in STR_KEYS and type(value) is str:
+                self._strs[row, STR_KEYS.index(key)] = self._string_id(value)
+            else:
+                extras[key] = value
+        if extras:
+            self._extras[row] = extras
+        return row
+
+    def _take_row(self) -> int:
+        if self._free:
+            return self._free.pop()
+        row = len(self._row_chunk)
+        self._row_chunk.append(None)
+        if row >= len(self._ints):  # grow by doubling: putting chunk by chunk stays linear
+            more = max(16, len(self._ints))
+            self._ints = np.concatenate((self._ints, np.full((more, len(INT_KEYS)), _NO_INT, dtype=np.int64)))
+            self._strs = np.concatenate((self._strs, np.full((more, len(STR_KEYS)), _NO_STR, dtype=np.int32)))
+        return row
+
+    def _string_id(self, s: str) -> int:
+        i = self._string_ids.get(s)
+        if i is None:
+            i = self._string_ids[s] = len(self._strings)
+            self._strings.append(s)
         return i

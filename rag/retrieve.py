@@ -18,7 +18,7 @@ from pathlib import Path
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
 from ingest.store import ChunkStore, DocRecord, is_current
-from rag.catalog import WordSet
+from rag.catalog import ChunkCatalog, WordSet
 from rag.guard import addresses_the_model
 from rag.lexical import IDF, LexicalIndex
 from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, terms
@@ -26,7 +26,7 @@ from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, te
 log = logging.getLogger(__name__)
 
 # What a kept index (Retriever.save) was written by; another value is never read back.
-SNAPSHOT_FORMAT = f"retriever-4/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store); 3-: issue 15
+SNAPSHOT_FORMAT = f"retriever-5/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store); 3-: issue 15
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
@@ -78,8 +78,7 @@ class Retriever:
     def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
-        self.metas: dict[str, dict] = {}  # chunk id -> metadata, of the chunks served (whole, current versions)
-        self._doc_chunks: dict[str, list[str]] = {}
+        self.metas = ChunkCatalog()  # chunk id -> metadata, of the chunks served (whole, current versions)
         self._records: dict[str, DocRecord] = {}  # what it was built from, without texts (see `changed`)
         self._index = LexicalIndex()
         self._idf = IDF(self._index)
@@ -170,12 +169,7 @@ class Retriever:
             self._index.remove_many(doc_ids)
             self._index.add_many((d, [ids[i] for i in rows], tokens[d]) for d, rows in mine.items() if rows)
             for d, rows in mine.items():
-                for cid in self._doc_chunks.pop(d, []):
-                    del self.metas[cid]
-                if rows:
-                    self._doc_chunks[d] = [ids[i] for i in rows]
-                for i in rows:
-                    self.metas[ids[i]] = metas[i]
+                self.metas.put(d, [ids[i] for i in rows], [metas[i] for i in rows])
                 self._words.forget(d)
                 rec = records.get(d)
                 if rec is None:
@@ -231,7 +225,7 @@ class Retriever:
         left: list[str] = []
         per_doc: dict[str, int] = {}
         for cid in ranked:
-            doc = self.metas[cid]["doc_id"] if cid in self.metas else cid
+            doc = self.metas.doc_id(cid) if cid in self.metas else cid
             if len(taken) >= k:
                 break
             if per_doc.get(doc, 0) >= cap:
@@ -361,15 +355,15 @@ class Retriever:
     def _chunk_slice(self, texts: dict[str, str], meta: dict) -> str:
         """A sentence's (or a source's) text, cut from its chunk's text in `texts` (fetched for this question)."""
         cid = meta["chunk_id"]
-        base = self.metas[cid]["start"]
+        base = self.metas.start(cid)
         return texts[cid][meta["start"] - base : meta["end"] - base]
 
     def _adjacent(self, texts: dict[str, str], a: dict, b: dict) -> bool:
         cid = a["chunk_id"]
-        base = self.metas[cid]["start"]
+        base = self.metas.start(cid)
         gap = texts[cid][a["end"] - base : b["start"] - base]
         return b["start"] >= a["end"] and not gap.strip()
 
     def _title(self, chunk_id: str) -> str:
-        return self.metas[chunk_id].get("title", "")
+        return self.metas.value(chunk_id, "title", "")
 

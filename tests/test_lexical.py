@@ -111,16 +111,15 @@ def built(monkeypatch):
 
 
 def _snapshot(r: Retriever) -> dict:
-    return {d: [(cid, r.metas[cid]) for cid in cids] for d, cids in r._doc_chunks.items()}
+    return {d: [(cid, r.metas[cid]) for cid in r.metas.chunk_ids(d)] for d in r.metas.documents()}
 
 
 def _others_untouched(before: dict, r: Retriever, doc_id: str) -> None:
-    """Every other document's entries are the very objects they were, and its lexical rows are its own."""
+    """Every other document's entries are what they were, and its lexical rows are its own."""
     for d, rows in before.items():
         if d == doc_id:
             continue
-        assert [(cid, r.metas[cid]) for cid in r._doc_chunks[d]] == rows
-        assert all(r.metas[cid] is meta for cid, meta in rows)
+        assert [(cid, r.metas[cid]) for cid in r.metas.chunk_ids(d)] == rows
         assert r._index.chunk_ids(d) == [cid for cid, _ in rows]
 
 
@@ -135,7 +134,7 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     assert pipe.retriever() is r and built["n"] == 1  # updated, not rebuilt
     _others_untouched(before, r, "zebra")
     new = r._index.chunk_ids("zebra")
-    assert new and set(new) == set(r._doc_chunks["zebra"]) <= set(r.metas)
+    assert new and set(new) == set(r.metas.chunk_ids("zebra")) <= set(r.metas)
     assert r.knows("zebra") and r.knows("Keepers") and "zebra" in r._idf
     assert r._lexical("zebra count", 5) == new[:5]
     r.save(settings.home / "kept.pkl")  # texts stay in the store: neither the index nor its file holds them
@@ -158,7 +157,7 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     pipe.remove_document("zebra")
     assert pipe.retriever() is r and built["n"] == 1
     _others_untouched(before, r, "zebra")
-    assert "zebra" not in r._doc_chunks and r._index.chunk_ids("zebra") == []
+    assert "zebra" not in r.metas.documents() and r._index.chunk_ids("zebra") == []
     assert not any(m["doc_id"] == "zebra" for m in r.metas.values())
     assert not r.knows("okapi") and r._lexical("okapi calf", 5) == []
     answer = pipe.ask("What did the okapi calf weigh?")
@@ -199,7 +198,7 @@ def test_a_chunk_deleted_after_the_index_last_looked_is_never_served(settings, c
 def test_a_scoped_lexical_search_after_updates_stays_in_its_scope(settings, corpus):
     pipe = Pipeline(settings)
     r = pipe.retriever()
-    others = sorted(r._doc_chunks)
+    others = sorted(r.metas.documents())
     (corpus / "zebra.md").write_text(ZEBRA)
     pipe.ingest()
     (corpus / "okapi.md").write_text(OKAPI + "The zebra herd grew too.\n")
