@@ -26,7 +26,7 @@ from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, te
 log = logging.getLogger(__name__)
 
 # What a kept index (Retriever.save) was written by; another value is never read back.
-SNAPSHOT_FORMAT = f"retriever-5/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store); 3-: issue 15
+SNAPSHOT_FORMAT = f"retriever-6/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store); 3-: issue 15
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
@@ -70,6 +70,12 @@ def _key(meta: dict) -> str:
     return f"{meta['chunk_id']}:{meta['start']}"
 
 
+def _fingerprint(record: DocRecord) -> bytes:
+    """16 bytes that differ when any field of the record but its text does (`changed` only asks whether two
+    records are equal; a whole DocRecord per document, paths and hashes as strings, is what it replaces)."""
+    return hashlib.blake2b(repr(replace(record, text="")).encode(), digest_size=16).digest()
+
+
 class Retriever:
     """The lexical index and the word set of a collection, in memory; dense search stays in Chroma. Built once, then
     kept in step with the store document by document (`update`). Texts stay in the store: a question fetches those
@@ -79,7 +85,7 @@ class Retriever:
         self.store = store
         self.embedder = embedder
         self.metas = ChunkCatalog()  # chunk id -> metadata, of the chunks served (whole, current versions)
-        self._records: dict[str, DocRecord] = {}  # what it was built from, without texts (see `changed`)
+        self._records: dict[str, bytes] = {}  # what it was built from: each record's `_fingerprint`
         self._index = LexicalIndex()
         self._idf = IDF(self._index)
         self._lock = threading.Lock()  # searches and updates of the lexical index do not interleave
@@ -144,7 +150,8 @@ class Retriever:
     def changed(self, records: dict[str, DocRecord]) -> list[str]:
         """The documents whose records (as `ChunkStore.doc_records()` reads them, without texts) differ from the
         ones this index holds: added, removed, rewritten or pending."""
-        return sorted(d for d in set(records) | set(self._records) if records.get(d) != self._records.get(d))
+        return sorted(d for d in set(records) | set(self._records)
+                      if (_fingerprint(records[d]) if d in records else None) != self._records.get(d))
 
     def update(self, doc_ids: list[str]) -> None:
         """Bring these documents in line with the store: their current chunks and words replace what the index
@@ -175,7 +182,7 @@ class Retriever:
                 if rec is None:
                     self._records.pop(d, None)
                     continue
-                self._records[d] = replace(rec, text="")
+                self._records[d] = _fingerprint(rec)
                 self._words.learn(d, (t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}")))
 
     def knows(self, word: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 import random
+from dataclasses import replace
 
 import bm25s
 import numpy as np
@@ -334,3 +335,20 @@ def test_a_kept_index_of_an_older_format_is_built_again_not_read(settings, built
     assert built["n"] == 1 and r.knows("bitcoin") and r._index.documents()
     assert pickle.loads(path.read_bytes())["format"] == SNAPSHOT_FORMAT
     assert Retriever.open(pipe.store, pipe.embedder, path) is not None
+
+
+def test_changed_names_the_documents_whose_records_differ_in_any_field_but_the_text(settings):
+    """The index keeps a fingerprint per document, not its record: any field that differs still tells."""
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    records = pipe.store.doc_records()
+    doc = sorted(records)[0]
+    rec = records[doc]
+    assert r.changed(records) == [] and r.n_docs == len(records)
+    assert r.changed({**records, doc: replace(rec, text="not kept by the index")}) == []
+    for field, value in [("content_hash", rec.content_hash + "0"), ("ingested_at", rec.ingested_at + 1e-6),
+                         ("pending", True), ("title", rec.title + " "), ("n_chunks", rec.n_chunks + 1),
+                         ("path", ""), ("pages", 1)]:
+        assert r.changed({**records, doc: replace(rec, **{field: value})}) == [doc], field
+    others = {d: x for d, x in records.items() if d != doc}
+    assert r.changed(others) == [doc] and r.changed({**records, "new": rec}) == ["new"]
