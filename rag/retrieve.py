@@ -25,8 +25,9 @@ from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, te
 
 log = logging.getLogger(__name__)
 
-# What a kept index (Retriever.save) was written by; another value is never read back.
-SNAPSHOT_FORMAT = f"retriever-6/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store); 3-: issue 15
+# What a kept index (Retriever.save) was written by; another value is never read back. 2: no chunk texts (they
+# stay in the store); 3-7: compact tables (rag/catalog.py, issue 15).
+SNAPSHOT_FORMAT = f"retriever-7/tokens-{TOKENS_VERSION}"
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the

@@ -79,6 +79,30 @@ def test_an_updated_index_scores_as_bm25s_built_from_scratch(seed):
         assert index.df(word) == sum(word in set(t) for t in tokens)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_pickled_index_searches_and_changes_as_the_one_it_was(seed):
+    """Kept on disk its postings are packed end to end (LexicalIndex.__getstate__): read back, it scores, takes
+    documents and lets them go exactly as the original does."""
+    index, docs = _churned(seed)
+    copy = pickle.loads(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    rng = random.Random(seed)
+    for _ in range(30):
+        query = [rng.choice(VOCAB) for _ in range(rng.randint(1, 5))]
+        assert np.array_equal(copy.scores(query), index.scores(query))
+        assert copy.search(query, 10, sorted(docs)[:3]) == index.search(query, 10, sorted(docs)[:3])
+        doc = f"d{rng.randint(0, 50)}"
+        if rng.random() < 0.5:
+            chunks = _random_doc(rng)
+            index.add(doc, _ids(doc, chunks), chunks)
+            copy.add(doc, _ids(doc, chunks), chunks)
+        else:
+            index.remove(doc)
+            copy.remove(doc)
+        assert {d: copy.chunk_ids(d) for d in copy.documents()} == {d: index.chunk_ids(d) for d in index.documents()}
+        assert all(copy.df(w) == index.df(w) for w in VOCAB) and len(copy) == len(index)
+    assert pickle.loads(pickle.dumps(LexicalIndex())).search(["w1"], 5) == []
+
+
 def test_a_removed_document_cannot_be_found_at_once():
     index = LexicalIndex()
     index.add("a", ["a::0", "a::1"], [["okapi", "zoo"], ["okapi"]])
