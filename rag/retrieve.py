@@ -12,21 +12,22 @@ import logging
 import os
 import pickle
 import threading
-from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ingest.chunking import is_heading
 from ingest.embed import Embedder
 from ingest.store import ChunkStore, DocRecord, is_current
+from rag.catalog import ChunkCatalog, WordSet
 from rag.guard import addresses_the_model
 from rag.lexical import IDF, LexicalIndex
 from rag.tokens import STOPWORDS, TOKENS_VERSION, bm25_tokens, content_words, terms
 
 log = logging.getLogger(__name__)
 
-# What a kept index (Retriever.save) was written by; another value is never read back.
-SNAPSHOT_FORMAT = f"retriever-2/tokens-{TOKENS_VERSION}"  # 2: no chunk texts (they stay in the store)
+# What a kept index (Retriever.save) was written by; another value is never read back. 2: no chunk texts (they
+# stay in the store); 3-7: compact tables (rag/catalog.py, issue 15).
+SNAPSHOT_FORMAT = f"retriever-7/tokens-{TOKENS_VERSION}"
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
@@ -70,6 +71,12 @@ def _key(meta: dict) -> str:
     return f"{meta['chunk_id']}:{meta['start']}"
 
 
+def _fingerprint(record: DocRecord) -> bytes:
+    """16 bytes that differ when any field of the record but its text does (`changed` only asks whether two
+    records are equal; a whole DocRecord per document, paths and hashes as strings, is what it replaces)."""
+    return hashlib.blake2b(repr(replace(record, text="")).encode(), digest_size=16).digest()
+
+
 class Retriever:
     """The lexical index and the word set of a collection, in memory; dense search stays in Chroma. Built once, then
     kept in step with the store document by document (`update`). Texts stay in the store: a question fetches those
@@ -78,20 +85,14 @@ class Retriever:
     def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
-        self.metas: dict[str, dict] = {}  # chunk id -> metadata, of the chunks served (whole, current versions)
-        self._doc_chunks: dict[str, list[str]] = {}
-        self._records: dict[str, DocRecord] = {}  # what it was built from, without texts (see `changed`)
+        self.metas = ChunkCatalog()  # chunk id -> metadata, of the chunks served (whole, current versions)
+        self._records: dict[str, bytes] = {}  # what it was built from: each record's `_fingerprint`
         self._index = LexicalIndex()
         self._idf = IDF(self._index)
         self._lock = threading.Lock()  # searches and updates of the lexical index do not interleave
         self._warned: set[str] = set()
-        # Every word of every document, bylines and titles included, and their 4-letter prefixes (for knows());
-        # counted per document, so that a word goes only with the last document that has it.
-        self._words: set[str] = set()
-        self._prefixes: set[str] = set()
-        self._word_docs: Counter[str] = Counter()
-        self._prefix_words: Counter[str] = Counter()
-        self._doc_words: dict[str, set[str]] = {}
+        # Every word of every document, bylines and titles included, and their prefixes (for knows()).
+        self._words = WordSet()
         records = store.doc_records(with_text=True)
         self._apply(records, store.all_chunks(), list(records))
 
@@ -150,7 +151,8 @@ class Retriever:
     def changed(self, records: dict[str, DocRecord]) -> list[str]:
         """The documents whose records (as `ChunkStore.doc_records()` reads them, without texts) differ from the
         ones this index holds: added, removed, rewritten or pending."""
-        return sorted(d for d in set(records) | set(self._records) if records.get(d) != self._records.get(d))
+        return sorted(d for d in set(records) | set(self._records)
+                      if (_fingerprint(records[d]) if d in records else None) != self._records.get(d))
 
     def update(self, doc_ids: list[str]) -> None:
         """Bring these documents in line with the store: their current chunks and words replace what the index
@@ -175,42 +177,14 @@ class Retriever:
             self._index.remove_many(doc_ids)
             self._index.add_many((d, [ids[i] for i in rows], tokens[d]) for d, rows in mine.items() if rows)
             for d, rows in mine.items():
-                for cid in self._doc_chunks.pop(d, []):
-                    del self.metas[cid]
-                if rows:
-                    self._doc_chunks[d] = [ids[i] for i in rows]
-                for i in rows:
-                    self.metas[ids[i]] = metas[i]
-                self._forget_words(d)
+                self.metas.put(d, [ids[i] for i in rows], [metas[i] for i in rows])
+                self._words.forget(d)
                 rec = records.get(d)
                 if rec is None:
                     self._records.pop(d, None)
                     continue
-                self._records[d] = replace(rec, text="")
-                self._learn_words(d, {t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}")})
-
-    def _learn_words(self, doc_id: str, found: set[str]) -> None:
-        self._doc_words[doc_id] = found
-        for w in found:
-            self._word_docs[w] += 1
-            if self._word_docs[w] == 1:
-                self._words.add(w)
-                if len(w) >= 4:
-                    self._prefix_words[w[:4]] += 1
-                    self._prefixes.add(w[:4])
-
-    def _forget_words(self, doc_id: str) -> None:
-        for w in self._doc_words.pop(doc_id, set()):
-            self._word_docs[w] -= 1
-            if self._word_docs[w] > 0:
-                continue
-            del self._word_docs[w]
-            self._words.discard(w)
-            if len(w) >= 4:
-                self._prefix_words[w[:4]] -= 1
-                if self._prefix_words[w[:4]] <= 0:
-                    del self._prefix_words[w[:4]]
-                    self._prefixes.discard(w[:4])
+                self._records[d] = _fingerprint(rec)
+                self._words.learn(d, (t.lower() for t in terms(f"{rec.title} {rec.author} {rec.text}")))
 
     def knows(self, word: str) -> bool:
         """Does any article use this word, or one that starts the same ("Chinese" for "China")? Every word of
@@ -218,7 +192,7 @@ class Retriever:
         w = word.lower().strip(".-")
         if len(w) < 3 or w in STOPWORDS:
             return True
-        return w in self._words or (len(w) >= 5 and w[:4] in self._prefixes)
+        return self._words.knows(w)
 
     def _lexical(self, query: str, k: int, documents: list[str] | None = None) -> list[str]:
         """The best k chunk ids by BM25 (of these documents, when given: the same scope as the dense searches)."""
@@ -259,7 +233,7 @@ class Retriever:
         left: list[str] = []
         per_doc: dict[str, int] = {}
         for cid in ranked:
-            doc = self.metas[cid]["doc_id"] if cid in self.metas else cid
+            doc = self.metas.doc_id(cid) if cid in self.metas else cid
             if len(taken) >= k:
                 break
             if per_doc.get(doc, 0) >= cap:
@@ -389,15 +363,15 @@ class Retriever:
     def _chunk_slice(self, texts: dict[str, str], meta: dict) -> str:
         """A sentence's (or a source's) text, cut from its chunk's text in `texts` (fetched for this question)."""
         cid = meta["chunk_id"]
-        base = self.metas[cid]["start"]
+        base = self.metas.start(cid)
         return texts[cid][meta["start"] - base : meta["end"] - base]
 
     def _adjacent(self, texts: dict[str, str], a: dict, b: dict) -> bool:
         cid = a["chunk_id"]
-        base = self.metas[cid]["start"]
+        base = self.metas.start(cid)
         gap = texts[cid][a["end"] - base : b["start"] - base]
         return b["start"] >= a["end"] and not gap.strip()
 
     def _title(self, chunk_id: str) -> str:
-        return self.metas[chunk_id].get("title", "")
+        return self.metas.value(chunk_id, "title", "")
 

@@ -8,7 +8,9 @@ answers follow at once. All on the fakes.
 
 from __future__ import annotations
 
+import pickle
 import random
+from dataclasses import replace
 
 import bm25s
 import numpy as np
@@ -16,8 +18,8 @@ import pytest
 
 from rag import Pipeline
 from rag.lexical import IDF, LexicalIndex
-from rag.retrieve import Retriever
-from rag.tokens import bm25_tokens
+from rag.retrieve import SNAPSHOT_FORMAT, Retriever
+from rag.tokens import TOKENS_VERSION, bm25_tokens
 
 VOCAB = [f"w{i}" for i in range(200)]
 
@@ -77,6 +79,30 @@ def test_an_updated_index_scores_as_bm25s_built_from_scratch(seed):
         assert index.df(word) == sum(word in set(t) for t in tokens)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_a_pickled_index_searches_and_changes_as_the_one_it_was(seed):
+    """Kept on disk its postings are packed end to end (LexicalIndex.__getstate__): read back, it scores, takes
+    documents and lets them go exactly as the original does."""
+    index, docs = _churned(seed)
+    copy = pickle.loads(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    rng = random.Random(seed)
+    for _ in range(30):
+        query = [rng.choice(VOCAB) for _ in range(rng.randint(1, 5))]
+        assert np.array_equal(copy.scores(query), index.scores(query))
+        assert copy.search(query, 10, sorted(docs)[:3]) == index.search(query, 10, sorted(docs)[:3])
+        doc = f"d{rng.randint(0, 50)}"
+        if rng.random() < 0.5:
+            chunks = _random_doc(rng)
+            index.add(doc, _ids(doc, chunks), chunks)
+            copy.add(doc, _ids(doc, chunks), chunks)
+        else:
+            index.remove(doc)
+            copy.remove(doc)
+        assert {d: copy.chunk_ids(d) for d in copy.documents()} == {d: index.chunk_ids(d) for d in index.documents()}
+        assert all(copy.df(w) == index.df(w) for w in VOCAB) and len(copy) == len(index)
+    assert pickle.loads(pickle.dumps(LexicalIndex())).search(["w1"], 5) == []
+
+
 def test_a_removed_document_cannot_be_found_at_once():
     index = LexicalIndex()
     index.add("a", ["a::0", "a::1"], [["okapi", "zoo"], ["okapi"]])
@@ -110,16 +136,15 @@ def built(monkeypatch):
 
 
 def _snapshot(r: Retriever) -> dict:
-    return {d: [(cid, r.metas[cid]) for cid in cids] for d, cids in r._doc_chunks.items()}
+    return {d: [(cid, r.metas[cid]) for cid in r.metas.chunk_ids(d)] for d in r.metas.documents()}
 
 
 def _others_untouched(before: dict, r: Retriever, doc_id: str) -> None:
-    """Every other document's entries are the very objects they were, and its lexical rows are its own."""
+    """Every other document's entries are what they were, and its lexical rows are its own."""
     for d, rows in before.items():
         if d == doc_id:
             continue
-        assert [(cid, r.metas[cid]) for cid in r._doc_chunks[d]] == rows
-        assert all(r.metas[cid] is meta for cid, meta in rows)
+        assert [(cid, r.metas[cid]) for cid in r.metas.chunk_ids(d)] == rows
         assert r._index.chunk_ids(d) == [cid for cid, _ in rows]
 
 
@@ -134,7 +159,7 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     assert pipe.retriever() is r and built["n"] == 1  # updated, not rebuilt
     _others_untouched(before, r, "zebra")
     new = r._index.chunk_ids("zebra")
-    assert new and set(new) == set(r._doc_chunks["zebra"]) <= set(r.metas)
+    assert new and set(new) == set(r.metas.chunk_ids("zebra")) <= set(r.metas)
     assert r.knows("zebra") and r.knows("Keepers") and "zebra" in r._idf
     assert r._lexical("zebra count", 5) == new[:5]
     r.save(settings.home / "kept.pkl")  # texts stay in the store: neither the index nor its file holds them
@@ -157,7 +182,7 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     pipe.remove_document("zebra")
     assert pipe.retriever() is r and built["n"] == 1
     _others_untouched(before, r, "zebra")
-    assert "zebra" not in r._doc_chunks and r._index.chunk_ids("zebra") == []
+    assert "zebra" not in r.metas.documents() and r._index.chunk_ids("zebra") == []
     assert not any(m["doc_id"] == "zebra" for m in r.metas.values())
     assert not r.knows("okapi") and r._lexical("okapi calf", 5) == []
     answer = pipe.ask("What did the okapi calf weigh?")
@@ -165,7 +190,8 @@ def test_adding_changing_and_removing_one_article_updates_the_serving_index(sett
     assert _snapshot(r) == {d: rows for d, rows in before.items()}
     # What the updates left is what a build from scratch holds.
     fresh = Retriever(pipe.store, pipe.embedder)
-    assert fresh.metas == r.metas and fresh._words == r._words and fresh._prefixes == r._prefixes
+    assert fresh.metas == r.metas and fresh._words.words() == r._words.words()
+    assert fresh._words.prefixes() == r._words.prefixes()
     assert dict(fresh._idf) == dict(r._idf)
 
 
@@ -197,7 +223,7 @@ def test_a_chunk_deleted_after_the_index_last_looked_is_never_served(settings, c
 def test_a_scoped_lexical_search_after_updates_stays_in_its_scope(settings, corpus):
     pipe = Pipeline(settings)
     r = pipe.retriever()
-    others = sorted(r._doc_chunks)
+    others = sorted(r.metas.documents())
     (corpus / "zebra.md").write_text(ZEBRA)
     pipe.ingest()
     (corpus / "okapi.md").write_text(OKAPI + "The zebra herd grew too.\n")
@@ -253,7 +279,8 @@ def _no_full_read(monkeypatch):
 
 def _same_index(a: Retriever, b: Retriever) -> None:
     assert a.metas == b.metas and a._records == b._records
-    assert a._words == b._words and a._prefixes == b._prefixes and dict(a._idf) == dict(b._idf)
+    assert a._words.words() == b._words.words() and a._words.prefixes() == b._words.prefixes()
+    assert dict(a._idf) == dict(b._idf)
     assert {d: a._index.chunk_ids(d) for d in a._index.documents()} == \
         {d: b._index.chunk_ids(d) for d in b._index.documents()}
 
@@ -315,3 +342,37 @@ def test_a_damaged_or_foreign_kept_index_is_built_again(settings, built, content
     r = pipe.retriever()
     assert built["n"] == 1 and r.knows("bitcoin")
     assert Retriever.open(pipe.store, pipe.embedder, path) is not None  # replaced by a good one
+
+
+def test_a_kept_index_of_an_older_format_is_built_again_not_read(settings, built):
+    """A file kept by an earlier version (here: retriever-2's plain sets of words) is never read into this one's
+    classes: the next process builds the index again and keeps it in the current format."""
+    pipe = Pipeline(settings)
+    path = _kept_path(pipe)
+    path.parent.mkdir(parents=True)
+    old = {"metas": {}, "_doc_chunks": {}, "_records": {}, "_index": LexicalIndex(), "_warned": set(),
+           "_words": {"bitcoin"}, "_prefixes": {"bitc"}, "_word_docs": {"bitcoin": 1}, "_prefix_words": {"bitc": 1},
+           "_doc_words": {"a": {"bitcoin"}}}
+    path.write_bytes(pickle.dumps({"format": f"retriever-2/tokens-{TOKENS_VERSION}", "state": old}))
+    assert Retriever.open(pipe.store, pipe.embedder, path) is None
+    r = pipe.retriever()
+    assert built["n"] == 1 and r.knows("bitcoin") and r._index.documents()
+    assert pickle.loads(path.read_bytes())["format"] == SNAPSHOT_FORMAT
+    assert Retriever.open(pipe.store, pipe.embedder, path) is not None
+
+
+def test_changed_names_the_documents_whose_records_differ_in_any_field_but_the_text(settings):
+    """The index keeps a fingerprint per document, not its record: any field that differs still tells."""
+    pipe = Pipeline(settings)
+    r = pipe.retriever()
+    records = pipe.store.doc_records()
+    doc = sorted(records)[0]
+    rec = records[doc]
+    assert r.changed(records) == [] and r.n_docs == len(records)
+    assert r.changed({**records, doc: replace(rec, text="not kept by the index")}) == []
+    for field, value in [("content_hash", rec.content_hash + "0"), ("ingested_at", rec.ingested_at + 1e-6),
+                         ("pending", True), ("title", rec.title + " "), ("n_chunks", rec.n_chunks + 1),
+                         ("path", ""), ("pages", 1)]:
+        assert r.changed({**records, doc: replace(rec, **{field: value})}) == [doc], field
+    others = {d: x for d, x in records.items() if d != doc}
+    assert r.changed(others) == [doc] and r.changed({**records, "new": rec}) == ["new"]
