@@ -121,7 +121,8 @@ class Retriever:
         the caller brings it up to date with `changed` and `update`, as with one built earlier in the process.
         The file is our own (under the app's home folder), so it is read as trusted as the model files are."""
         try:
-            kept = pickle.loads(path.read_bytes())
+            with path.open("rb") as f:  # read as it is unpickled: the file's bytes are never held whole
+                kept = pickle.load(f)
         except FileNotFoundError:
             return None
         except Exception as e:  # noqa: BLE001 - a half-written, truncated or foreign file: build instead
