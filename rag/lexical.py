@@ -23,6 +23,7 @@ from rag.catalog import packed, unpacked
 # bm25s.BM25()'s defaults, which the index built from scratch used (bm25s/__init__.py BM25.__init__).
 K1 = 1.5
 B = 0.75
+TF_MAX = np.iinfo(np.uint16).max  # term frequencies are kept as uint16
 
 
 class LexicalIndex:
@@ -32,7 +33,7 @@ class LexicalIndex:
         self._vocab: dict[str, int] = {}  # term -> term id; a term stays (with df 0) after its last chunk goes
         self._terms: list[str] = []
         self._rows: list[np.ndarray] = []  # per term id: the slots of the chunks that have it (int32)
-        self._tfs: list[np.ndarray] = []  # per term id: its frequency in each of those chunks (float32)
+        self._tfs: list[np.ndarray] = []  # per term id: its frequency in each of those chunks (uint16)
         self._df: list[int] = []  # per term id: how many chunks have it
         self._len = np.zeros(0, dtype=np.float64)  # per slot: the chunk's token count
         self._slot_chunk: list[str | None] = []  # per slot: its chunk's id (None: a free slot)
@@ -51,7 +52,7 @@ class LexicalIndex:
         state = {k: v for k, v in self.__dict__.items() if k != "_vocab"}
         ends = np.cumsum([len(r) for r in self._rows], dtype=np.int64)
         rows = np.concatenate(self._rows) if self._rows else np.zeros(0, dtype=np.int32)
-        tfs = np.concatenate(self._tfs) if self._tfs else np.zeros(0, dtype=np.float32)
+        tfs = np.concatenate(self._tfs) if self._tfs else np.zeros(0, dtype=np.uint16)
         return {**state, "_rows": (rows, ends), "_tfs": tfs, "_df": np.asarray(self._df, dtype=np.int64),
                 "_doc_slots": packed(self._doc_slots), "_doc_terms": packed(self._doc_terms)}
 
@@ -126,7 +127,9 @@ class LexicalIndex:
         terms = np.asarray(post_terms, dtype=np.int64)
         order = np.argsort(terms, kind="stable")
         terms, slots_a = terms[order], np.asarray(post_slots, dtype=np.int32)[order]
-        tfs_a = np.asarray(post_tfs, dtype=np.float32)[order]
+        # uint16: half a float32, and exact; the scoring divides in float64 as it did (a term more than 65,535 times
+        # in one chunk counts 65,535 times)
+        tfs_a = np.minimum(np.asarray(post_tfs, dtype=np.int64), TF_MAX).astype(np.uint16)[order]
         cuts = np.flatnonzero(np.diff(terms)) + 1
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [len(terms)]))
@@ -178,7 +181,7 @@ class LexicalIndex:
             t = self._vocab[term] = len(self._terms)
             self._terms.append(term)
             self._rows.append(np.zeros(0, dtype=np.int32))
-            self._tfs.append(np.zeros(0, dtype=np.float32))
+            self._tfs.append(np.zeros(0, dtype=np.uint16))
             self._df.append(0)
         return t
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 # What a kept index (Retriever.save) was written by; another value is never read back. 2: no chunk texts (they
 # stay in the store); 3-7: compact tables (rag/catalog.py, issue 15).
-SNAPSHOT_FORMAT = f"retriever-7/tokens-{TOKENS_VERSION}"
+SNAPSHOT_FORMAT = f"retriever-8/tokens-{TOKENS_VERSION}"  # 8: term frequencies as uint16
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 SENTENCE_HITS = 3  # nearest sentences searched per chunk of top_k; their chunks join the candidates
 # Sentence scores: dense cosine + OVERLAP_WEIGHT * IDF-weighted share of the question's words + a prior for the
