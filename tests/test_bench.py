@@ -65,13 +65,15 @@ def test_quick_run_writes_json_markdown_and_plots(run):
 
 def test_json_has_every_section_and_target(run):
     _, _, data, _ = run
-    assert set(data) >= {"meta", "ingest", "query", "process", "growth", "big_inputs", "targets", "files"}
+    assert set(data) >= {"meta", "ingest", "query", "process", "growth", "big_inputs", "memory", "targets", "files"}
     assert data["meta"]["quick"] is True and data["meta"]["llm"] == "fake" and data["meta"]["embedder"] == "fake"
     assert [t["key"] for t in data["targets"]] == [t.key for t in targets.TARGETS]
     judged = {t["key"]: t for t in data["targets"]}
-    # Everything but the 100k figures was measured (the quick growth stops at 1k), so those alone have no value.
+    # Everything but the 100k and 1M figures was measured (the quick growth stops at 1k, its memory section at 2k
+    # chunks), so those alone have no value.
     assert {k for k, t in judged.items() if t["value"] is None} == {"retrieve_p50_100k", "dense_p50_100k",
-                                                                      "recall10_100k", "add_article_s_100k"}
+                                                                      "recall10_100k", "add_article_s_100k",
+                                                                      "rss_serve_1m_gb"}
     assert all(isinstance(t["pass"], bool) for t in judged.values() if t["value"] is not None)
     assert {"p50", "p95", "mean", "n"} <= set(data["query"]["total"])
 
@@ -219,7 +221,8 @@ def test_targets_pass_and_miss():
                                    "dense": {"p50": 0.01}, "recall_at_10": 0.5,
                                    "add_article": {"seconds": 1.0, "found_first": False}}]},
               "process": {"ask": {"peak_rss_bytes": 2 * measure.GB}, "ingest": {"peak_rss_bytes": 3 * measure.GB},
-                          "cold_start_s": 5.0, "served_ask_s": 5.01}}
+                          "cold_start_s": 5.0, "served_ask_s": 5.01},
+              "memory": {"chunks": 1_000_000, "peak_rss_bytes": 2.5 * measure.GB}}
     verdicts = {t["key"]: t["pass"] for t in targets.judge(result, quick=False)}
     found = {**result["growth"]["rows"][1], "add_article": {"seconds": 3.0, "found_first": True}}
     assert targets.added_and_found(100_000)({"growth": {"rows": [found]}}) == 3.0
@@ -231,7 +234,9 @@ def test_targets_pass_and_miss():
                         "ingest_ratio": True, "pdf_ingest_ratio": True, "docx_ingest_ratio": False,
                         "big_input_1mb_s": True, "big_input_growth": False,
                         "reingest_s": False, "cold_start_s": True, "served_ask_s": False, "rss_ask_gb": True,
-                        "rss_ingest_gb": False, "rss_ui_gb": None}
+                        "rss_ingest_gb": False, "rss_ui_gb": None, "rss_serve_1m_gb": False}
+    smaller = {"memory": {"chunks": 999_999, "peak_rss_bytes": measure.GB}}  # --memory-chunks below 1M: not judged
+    assert targets.target("rss_serve_1m_gb").read(smaller) is None
 
 
 def test_percentiles():
@@ -285,3 +290,24 @@ def test_bad_arguments_exit_2(capsys):
     assert "unknown section 'speed'" in capsys.readouterr().err
     assert main(["--growth", "lots"]) == 2
     assert main(["--questions", "0", "--only", "query", "--quick"]) == 2
+
+
+def test_the_memory_sections_stand_in_hands_over_what_a_store_would(tmp_path):
+    # The memory section builds the retriever from a stand-in store: its chunks must be the exact spans of their
+    # articles, current, and all of them in the index, or the figure would be of a smaller index.
+    from eval.bench.memory import StandInStore
+    from ingest.embed import FakeEmbedder
+    from ingest.store import is_current
+    from rag.retrieve import Retriever
+
+    store = StandInStore(500)
+    ids, texts, metas = store.all_chunks()
+    records = store.doc_records(with_text=True)
+    assert len(ids) == 500 == len(set(ids))
+    for cid, text, meta in zip(ids, texts, metas):
+        assert records[meta["doc_id"]].text[meta["start"]:meta["end"]] == text
+        assert is_current(cid, records[meta["doc_id"]])
+    index = Retriever(store, FakeEmbedder())
+    assert len(index.metas) == 500 and index.n_docs == len(records)
+    index.save(tmp_path / "kept.pkl")
+    assert Retriever.open(store, FakeEmbedder(), tmp_path / "kept.pkl").n_docs == len(records)

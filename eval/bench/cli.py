@@ -32,6 +32,7 @@ from eval.bench.formats import ingest_formats_bench
 from eval.bench.growth import bench_growth
 from eval.bench.ingest import bench_ingest
 from eval.bench.measure import Log, spaced_questions
+from eval.bench.memory import CHUNKS, QUICK_CHUNKS, bench_memory
 from eval.bench.process import bench_process
 from eval.bench.query import bench_query
 from eval.bench.report import summary, write_report
@@ -83,6 +84,8 @@ SECTIONS: dict[str, Callable[[Bench], dict]] = {
     "formats": lambda b: ingest_formats_bench(b.quick),
     "api": lambda b: api_overhead_bench(b.questions(), b.settings.model_copy(update={"store": b.query_store()})),
     "big_inputs": lambda b: bench_big_inputs(b.work, QUICK_SIZES if b.quick else SIZES, 1 if b.quick else 3, b.log),
+    "memory": lambda b: bench_memory(b.settings, b.work, b.args.memory_chunks or (QUICK_CHUNKS if b.quick else CHUNKS),
+                                     spaced_questions(b.args.questions_file, 1)[0]["question"], b.log),
 }
 
 
@@ -100,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest growth size ingested with the real pipeline and embedder; above it only "
                         "synthetic vectors (default 10000)")
     p.add_argument("--growth-queries", type=int, default=100, help="queries per growth size (default 100)")
+    p.add_argument("--memory-chunks", type=int, help="synthetic chunks the memory section's kept index holds "
+                   "(default 1,000,000; quick 2,000)")
     p.add_argument("--no-ui", action="store_true", help="skip the `rag ui` memory measurement")
     p.add_argument("--profile", action="store_true", help="write pyinstrument profiles (pip install pyinstrument)")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")
