@@ -111,6 +111,24 @@ def test_a_declined_yes_no_question_is_answered_by_quoting_its_best_source(setti
     assert pipe.ask("Did the zebra herd at the city zoo grow?").abstained
 
 
+def test_a_declined_question_whose_best_sentence_holds_most_of_its_words_is_answered_by_quoting_it(settings,
+                                                                                                  monkeypatch):
+    # A 1.5B model overlooks the sentence that answers ("Which macOS release is required for git maintenance to
+    # schedule its jobs?" next to "... available only in macOS 10.11 or later"): when one sentence holds most of the
+    # question's words, a decline gives way to that source, quoted and cited, whatever the question's form.
+    from rag.policy import QUOTE_OVERLAP
+
+    pipe = _with_llm(settings, monkeypatch, "NOT_FOUND")
+    question = "Which tech-software ETF fell 2.5% as bitcoin slid to $66,000?"
+    retrieval = pipe.retrieve(question)
+    assert retrieval.best_overlap >= QUOTE_OVERLAP
+    a = pipe.ask(question)
+    assert not a.abstained and [c.quote for c in a.citations] == [retrieval.sources[0].text]
+    assert "2.5%" in a.text and all(s.supported for s in a.sentences)
+    loose = "Why did the author write the blog?"  # its best sentence has too few of its words
+    assert pipe.retrieve(loose).best_overlap < QUOTE_OVERLAP and pipe.ask(loose).abstained
+
+
 def test_an_unsupported_yes_or_no_verdict_gives_way_to_the_passage_that_settles_it(settings, monkeypatch):
     # The 1.5B model says yes to nearly every yes-or-no question ("Yes, von Wysiecki thinks Mythos will replace the
     # models people use today." where the passage says "it won't replace"). An unsupported verdict is not shown as

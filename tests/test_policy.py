@@ -59,8 +59,11 @@ def test_only_points(reply, expected):
     ("Can the main worktree be removed?", 0.6, 0.0, True),
     ("And does git stash show list untracked files?", 0.3, 0.6, True),  # a follow-up's lead word first
     ("Is Mythos released?", 0.3, 0.2, False),  # its best source is not near enough
-    ("How do I remove the main worktree?", 0.9, 1.0, False),  # not yes-or-no: a quote would not answer it
-    ("Which release is required?", 0.9, 1.0, False),
+    # not yes-or-no: only a sentence with most of the question's words is quoted
+    ("How do I remove the main worktree?", 0.9, 1.0, True),
+    ("Which release is required?", 0.3, 0.7, True),
+    ("Which release is required?", 0.9, 0.69, False),
+    ("Which release of the main worktree is required?", 0.3, 0.69, False),
     ("Can the main worktree be purged?", 0.9, 1.0, False),  # "purged": no article's word
 ])
 def test_quotes_instead(question, similarity, overlap, expected):
