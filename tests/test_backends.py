@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -225,6 +226,15 @@ def test_a_kept_system_turn_gives_the_same_answer_as_one_evaluated_afresh(tmp_pa
     assert answer(keeper) == expected
     kept = list((tmp_path / "states").glob("*.kv"))
     assert len(kept) == 1 and kept[0].stat().st_size > 0
+    # The control tokens (a scan of the whole vocabulary) are kept beside it, read back, and scanned again when
+    # the kept list is damaged.
+    listed = list((tmp_path / "states").glob("special-*.json"))
+    assert len(listed) == 1 and keeper._special == fresh._special and len(fresh._special) > 2
+    listed[0].write_text("[5]")
+    assert LlamaCppLLM(path, state_dir=tmp_path / "states")._special == {5}, "the kept list is what is read"
+    listed[0].write_text('[151643, "')
+    assert LlamaCppLLM(path, state_dir=tmp_path / "states")._special == fresh._special
+    assert json.loads(listed[0].read_text()) == sorted(fresh._special), "scanned again and kept whole"
 
     restored = LlamaCppLLM(path, state_dir=tmp_path / "states")
     evals.clear()
