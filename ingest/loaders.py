@@ -193,18 +193,25 @@ def _find_author(text: str, lines: list[tuple[int, int]], title: str) -> str:
         return m.group(1).strip()
     # A closing signature line "<title> — <Name>", as blogs add when scraped.
     for a, b in reversed(lines[-3:]):
-        line = text[a:b].strip()
-        if title and line.startswith(title) and "—" in line[len(title) :]:
-            name = line[len(title) :].split("—", 1)[1].strip()
-            if 0 < len(name.split()) <= 5:
-                return name
+        name = _byline(text[a:b].strip(), title)
+        if name:
+            return name
     return ""
 
 
+def _byline(line: str, title: str) -> str:
+    """The name in a signature line "<title> — <Name>" (a name of one to five words), else ""."""
+    if not title or not line.startswith(title) or "—" not in line[len(title) :]:
+        return ""
+    name = line[len(title) :].split("—", 1)[1].strip()
+    return name if 0 < len(name.split()) <= 5 else ""
+
+
 def _signature(text: str, lines: list[tuple[int, int]], title: str) -> list[tuple[int, int]]:
-    """A last line that repeats the title (with a byline), as scraped blog pages end."""
+    """A last line that repeats the title with a byline, as scraped blog pages end; a last paragraph that only
+    starts with the title's words ("Wombats dig burrows" under "# Wombats") is text, and stays."""
     content = [(a, b) for a, b in lines if text[a:b].strip()]
-    if content and content[-1] != content[0] and text[slice(*content[-1])].strip().startswith(title):
+    if content and content[-1] != content[0] and _byline(text[slice(*content[-1])].strip(), title):
         return [content[-1]]
     return []
 

@@ -27,6 +27,17 @@ def test_metadata_and_derived_titles():
     assert untitled.title and len(untitled.title) <= 81 and untitled.title != untitled.doc_id
 
 
+def test_a_last_paragraph_that_starts_with_the_title_is_text_not_a_signature(tmp_path):
+    # A scraped page's closing "<title> — <Name>" line is residue; a paragraph that only begins with the title's
+    # words is the document's text (it was dropped, and a one-paragraph page had no chunk at all).
+    (tmp_path / "wombats.md").write_text("# Wombats\n\nWombats dig deep burrows in the dry hills.\n", encoding="utf-8")
+    doc = load_document(tmp_path / "wombats.md")
+    assert [c.text for c in chunk_document(doc)] == ["Wombats dig deep burrows in the dry hills."]
+    signed = load_document(CORPUS / "004_7e67ca4c9a9558fc.txt")
+    last = signed.text.rstrip().rsplit("\n", 1)[1]
+    assert last.endswith("— Martin von Wysiecki") and not any(last in c.text for c in chunk_document(signed))
+
+
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*.txt")), ids=lambda p: p.stem)
 def test_chunks_are_exact_spans_without_residue(path: Path):
     doc = load_document(path)
