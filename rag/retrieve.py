@@ -45,6 +45,13 @@ NEIGHBOUR_CHARS = 240
 DIVERSITY_REACH = 3
 
 
+def _overlapping(meta: dict, picked: list[tuple[float, dict]]) -> bool:
+    """Whether this sentence shares characters of its document with one already picked: the sentence after a best
+    pick is often a pick of its own, and was then given to the model twice."""
+    return any(m["doc_id"] == meta["doc_id"] and m["start"] < meta["end"] and meta["start"] < m["end"]
+               for _, m in picked)
+
+
 @dataclass(frozen=True)
 class Source:
     """A passage given to the model: an exact span `doc_text[start:end] == text`."""
@@ -315,16 +322,20 @@ class Retriever:
             if len(picked) < max_sources and used + length <= budget:
                 picked.append((score, meta))
                 used += length
-        return picked + self._next_sentences(texts, picked[:NEIGHBOUR_SOURCES], [t[2] for t in scored], withheld)
+        return picked + self._next_sentences(texts, picked[:NEIGHBOUR_SOURCES], [t[2] for t in scored], withheld,
+                                             picked)
 
     def _merge(self, texts: dict[str, str], picked: list[tuple[float, dict]]) -> list[list]:
-        """[score, meta, sentence keys] per source: sentences that touch in one chunk are joined, in document order."""
+        """[score, meta, sentence keys] per source: sentences that touch (in one chunk, or across the line break
+        between two) are joined, in document order."""
         picked = sorted(picked, key=lambda t: (t[1]["doc_id"], t[1]["start"]))
         merged: list[list] = []
         for score, meta in picked:
             last = merged[-1] if merged else None
-            if last and last[1]["chunk_id"] == meta["chunk_id"] and self._adjacent(texts, last[1], meta):
-                last[1] = {**last[1], "end": meta["end"]}
+            if last and last[1]["doc_id"] == meta["doc_id"] and self._adjacent(texts, last[1], meta):
+                # a sentence that begins the next chunk carries the source into it
+                joined = {} if meta["chunk_id"] == last[1]["chunk_id"] else {"end_chunk": meta["chunk_id"]}
+                last[1] = {**last[1], "end": meta["end"], **joined}
                 last[0] = max(last[0], score)
                 last[2].append(_key(meta))
             else:
@@ -332,21 +343,21 @@ class Retriever:
         return merged
 
     def _next_sentences(self, texts: dict[str, str], best: list[tuple[float, dict]], metas: list[dict],
-                        withheld: set[str]) -> list[tuple[float, dict]]:
-        """The sentence after each of the best picks, in the same chunk, within NEIGHBOUR_CHARS in all: in
-        reference pages a definition's first sentence names the thing and the next gives the figure ("... kept for
-        this many days." "The default is 15 days.")."""
+                        withheld: set[str], chosen: list[tuple[float, dict]]) -> list[tuple[float, dict]]:
+        """The sentence after each of the best picks (in its chunk, or first in the next one), within NEIGHBOUR_CHARS
+        in all, unless it is a pick already (`chosen`): in reference pages a definition's first sentence names the
+        thing and the next gives the figure ("... kept for this many days." "The default is 15 days.")."""
         taken = {(m["chunk_id"], m["start"]) for _, m in best}
         out: list[tuple[float, dict]] = []
         room = NEIGHBOUR_CHARS
         for score, meta in best:
             after = [m for m in metas if m["chunk_id"] == meta["chunk_id"] and m["start"] >= meta["end"]]
-            if not after:
+            nxt = min(after, key=lambda m: m["start"]) if after else self._in_next_chunk(texts, meta)
+            if nxt is None:
                 continue
-            nxt = min(after, key=lambda m: m["start"])
             length = nxt["end"] - nxt["start"]
             if ((nxt["chunk_id"], nxt["start"]) in taken or length > room or _key(nxt) in withheld
-                    or not self._adjacent(texts, meta, nxt)):
+                    or not self._adjacent(texts, meta, nxt) or _overlapping(nxt, chosen + out)):
                 continue
             if addresses_the_model(self._chunk_slice(texts, nxt)):
                 continue
@@ -355,6 +366,21 @@ class Retriever:
             room -= length
         return out
 
+    def _in_next_chunk(self, texts: dict[str, str], meta: dict) -> dict | None:
+        """The sentence after the last one of its chunk, from the document's next chunk, fetched now (its text joins
+        `texts`): a list's lead-in ("A few signals stand out:") often ends a chunk, and its items begin the next."""
+        ids = self.metas.chunk_ids(meta["doc_id"])
+        at = ids.index(meta["chunk_id"]) if meta["chunk_id"] in ids else -1
+        if at < 0 or at + 1 >= len(ids):
+            return None
+        nid = ids[at + 1]
+        if nid not in texts:
+            texts.update(self.store.texts_of([nid]))
+        if nid not in texts:
+            return None
+        after = [m for m in self.store.sentences_of([nid])[0] if m["start"] >= meta["end"]]
+        return min(after, key=lambda m: m["start"]) if after else None
+
     def _warn(self, doc_id: str) -> None:
         if doc_id not in self._warned:
             self._warned.add(doc_id)
@@ -362,16 +388,28 @@ class Retriever:
                         "never used as sources", doc_id)
 
     def _chunk_slice(self, texts: dict[str, str], meta: dict) -> str:
-        """A sentence's (or a source's) text, cut from its chunk's text in `texts` (fetched for this question)."""
+        """A sentence's (or a source's) text, cut from its chunk's text in `texts` (fetched for this question); a
+        source that runs on into the next chunk (`end_chunk`) joins the two at the line break between them."""
         cid = meta["chunk_id"]
         base = self.metas.start(cid)
-        return texts[cid][meta["start"] - base : meta["end"] - base]
+        if "end_chunk" not in meta:
+            return texts[cid][meta["start"] - base : meta["end"] - base]
+        nid = meta["end_chunk"]
+        return texts[cid][meta["start"] - base :] + "\n" + texts[nid][: meta["end"] - self.metas.start(nid)]
 
     def _adjacent(self, texts: dict[str, str], a: dict, b: dict) -> bool:
-        cid = a["chunk_id"]
-        base = self.metas.start(cid)
-        gap = texts[cid][a["end"] - base : b["start"] - base]
-        return b["start"] >= a["end"] and not gap.strip()
+        """Whether only white space lies between sentence a and the later sentence b: in a's chunk, or, when b
+        begins the next chunk, at the end of a's chunk, the line break between the two and the start of b's."""
+        if b["start"] < a["end"]:
+            return False
+        ca, cb = a["chunk_id"], b["chunk_id"]
+        base_a, base_b = self.metas.start(ca), self.metas.start(cb)
+        if ca == cb or base_b <= a["end"]:
+            return not texts[cb][a["end"] - base_b : b["start"] - base_b].strip()
+        end_a = base_a + len(texts[ca])
+        # One character between two chunks is the line break between two lines (lines end at "\n" only)
+        return (base_b - end_a == 1 and not texts[ca][a["end"] - base_a:].strip()
+                and not texts[cb][: b["start"] - base_b].strip())
 
     def _title(self, chunk_id: str) -> str:
         return self.metas.value(chunk_id, "title", "")

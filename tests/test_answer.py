@@ -216,3 +216,42 @@ def test_the_sentence_after_a_best_pick_joins_it(settings, corpus):
     top = next(s for s in r.sources if s.doc_id == "gc")
     assert "kept for this many days" in top.text and "The default is 15 days." in top.text
     assert pipe.documents()["gc"].text[top.start : top.end] == top.text
+
+
+def test_a_lead_in_that_ends_its_chunk_is_joined_by_the_first_item_of_the_next(settings, corpus):
+    # A list's lead-in ("A few signals stand out:") can be the last sentence of a chunk, its items the next chunk's.
+    filler = " ".join(f"The museum opened gallery number {n} in the spring of that year." for n in range(1, 9))
+    (corpus / "zoo.md").write_text(f"# Zoo report\n\n{filler} Three wombat findings stand out:\n"
+                                   "- Wombats sleep sixteen hours a day in the new burrows.\n"
+                                   "- Wombat droppings are cube shaped.\n", encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    retriever = pipe.retriever()
+    text = pipe.documents()["zoo"].text
+    lead = text.index("Three wombat findings")
+    chunks = {cid: retriever.metas.start(cid) for cid in retriever.metas.chunk_ids("zoo")}
+    texts = pipe.store.texts_of(list(chunks))
+    ends = {cid: chunks[cid] + len(texts[cid]) for cid in chunks}
+    assert any(end == text.index("\n- Wombats") for end in ends.values()), "the lead-in ends its chunk"
+    r = pipe.retrieve("Which wombat findings stand out?")
+    spans = sorted((s.start, s.end) for s in r.sources if s.doc_id == "zoo")
+    first_item = text.index("- Wombats sleep")
+    assert any(a <= lead < b for a, b in spans), spans
+    assert any(a <= first_item < b for a, b in spans), "the item after the lead-in is a source too"
+    for s in r.sources:
+        assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
+
+
+def test_no_two_sources_share_a_sentence(settings, corpus):
+    # The sentence after a best pick joins it; when that sentence was picked on its own too, it is given once.
+    (corpus / "wombats.md").write_text("# Wombats\n\nWombats dig deep burrows in the dry hills near the river. "
+                                       "Wombats dig their burrows at night in the dry hills.\n", encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    sources = pipe.retrieve("Where and when do wombats dig burrows in the dry hills?").sources
+    mine = [s for s in sources if s.doc_id == "wombats"]
+    assert any("at night" in s.text for s in mine) and any("near the river" in s.text for s in mine)
+    for a in sources:
+        for b in sources:
+            if a.number < b.number and a.doc_id == b.doc_id:
+                assert a.end <= b.start or b.end <= a.start, (a.text, b.text)
