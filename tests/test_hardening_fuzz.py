@@ -300,9 +300,15 @@ def test_the_real_model_takes_long_questions_within_its_context(tmp_path):
     assert "shorten it to under about" in result.output and len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
 
-    # Long enough that every source does not fit: the least relevant go, the answer keeps its room.
+    # Long enough that every source does not fit, short enough that the best one does (sized from the sources'
+    # own tokens: each "7" is one token): the least relevant go, the answer keeps its room.
     pipe = Pipeline(Settings(corpus=tmp_path / "corpus", store=str(tmp_path / "store"), llm="llamacpp:default"))
-    question = BITCOIN + " " + "7" * 1650
+    llm, room = pipe.llm(), pipe.settings.n_ctx - pipe.settings.max_tokens
+    probe = BITCOIN + " " + "7" * 1500
+    sources = pipe.retrieve(probe).sources
+    one, every = (llm.prompt_tokens(pipe.messages(probe, kept)) for kept in (sources[:1], sources))
+    assert every - one > 20, "the other sources hold more than a few tokens"
+    question = BITCOIN + " " + "7" * (1500 + room - (one + every) // 2)
     answer = pipe.ask(question)
     assert answer.prompt_tokens + pipe.settings.max_tokens <= pipe.settings.n_ctx
     assert answer.prompt_tokens > 0 and len(answer.sources) < len(pipe.retrieve(question).sources)
