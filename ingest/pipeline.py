@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ingest.chunking import Chunk, chunk_document, sentence_spans
 from ingest.embed import Embedder
 from ingest.errors import OtherFolder, RagError, SetupError, UnreadableFile, UserError
@@ -222,7 +224,7 @@ def _where(doc: Document, start: int) -> dict:
     return meta
 
 
-CHUNKS_PER_WRITE = 64  # chunks (with their sentences) per Chroma write
+CHUNKS_PER_WRITE = 64  # chunks (with their sentences) of one document per unit of work
 TEXTS_PER_ENCODE = 512  # texts per encoder call: sorted by length inside it, so batches pad little
 
 
@@ -274,46 +276,56 @@ def _write(store: ChunkStore, embedder: Embedder, plans: list[tuple[Document, li
     beside its old ones; once the new version is whole its record is written, and then the old chunks are deleted,
     so a kill between the two leaves chunks of no current version behind, which are never served.
     On an error, what got in of each unfinished document is taken out again; if that fails too, what is left is of
-    no current version, so it is never served, and the next run sweeps it (`ChunkStore.sweep`)."""
+    no current version, so it is never served, and the next run sweeps it (`ChunkStore.sweep`).
+    The writes go by encoder call, not by document: one write marks the call's new documents pending, one stores
+    its chunks, one their sentences, one the records of the documents it finished (a Chroma server takes some
+    25 ms a write, whatever its size, so a write per document made ingest into a server four times slower)."""
     total = sum(len(chunks) for _, chunks in plans)
     done = embedded = 0
     started: dict[str, _Unit] = {}
     try:
         for group in _groups(_units(plans)):
             vectors = embedder.embed([text for unit in group for text in unit.texts()])
+            new = [started.setdefault(unit.doc.doc_id, unit) for unit in group if unit.doc.doc_id not in started]
+            # no old version to keep answering from: marked half-written
+            store.mark_pending([unit.doc.doc_id for unit in new if unit.doc.doc_id in fresh])
+            chunk_rows, sent_rows = [], []
             offset = 0
             for unit in group:
                 doc, n = unit.doc, len(unit.batch)
-                if doc.doc_id not in started:
-                    started[doc.doc_id] = unit
-                    if doc.doc_id in fresh:  # no old version to keep answering from: mark it half-written
-                        store.mark_pending(doc.doc_id)
-                if unit.batch:
-                    chunk_vecs = vectors[offset : offset + n]
-                    sent_vecs = vectors[offset + n : offset + n + len(unit.sents)]
-                    store.add_chunks(ids=[c.chunk_id for c in unit.batch], vectors=chunk_vecs,
-                                     texts=[c.text for c in unit.batch],
-                                     metas=[{"doc_id": doc.doc_id, "title": doc.title, "start": c.start,
-                                             "end": c.end, "index": c.index, **_where(doc, c.start)}
-                                            for c in unit.batch])
-                    store.add_sentences(ids=[f"{c.chunk_id}::{j}" for c, j, _, _ in unit.sents], vectors=sent_vecs,
-                                        metas=[{"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b,
-                                                **_where(doc, a)} for c, _, a, b in unit.sents])
+                chunk_rows += [(c.chunk_id, vectors[offset + i], c.text,
+                                {"doc_id": doc.doc_id, "title": doc.title, "start": c.start, "end": c.end,
+                                 "index": c.index, **_where(doc, c.start)}) for i, c in enumerate(unit.batch)]
+                sent_rows += [(f"{c.chunk_id}::{j}", vectors[offset + n + i],
+                               {"doc_id": doc.doc_id, "chunk_id": c.chunk_id, "start": a, "end": b, **_where(doc, a)})
+                              for i, (c, j, a, b) in enumerate(unit.sents)]
                 offset += n + len(unit.sents)
-                done += n
+            if chunk_rows:
+                ids, vecs, texts, metas = zip(*chunk_rows)
+                store.add_chunks(ids=list(ids), vectors=np.stack(vecs), texts=list(texts), metas=list(metas))
+            if sent_rows:
+                ids, vecs, metas = zip(*sent_rows)
+                store.add_sentences(ids=list(ids), vectors=np.stack(vecs), metas=list(metas))
+            whole = [unit for unit in group if unit.last]
+            # the new versions are whole: on record first, then the old ones' chunks go
+            store.put_docs([DocRecord(doc_id=u.doc.doc_id, path=u.doc.path, title=u.doc.title, author=u.doc.author,
+                                      date=u.doc.date, content_hash=u.doc.content_hash, n_chunks=len(u.chunks),
+                                      ingested_at=time.time(), text=u.doc.text, pending=False,
+                                      format=u.doc.format, pages=len(u.doc.pages or ())) for u in whole])
+            for unit in group:
+                done += len(unit.batch)
                 if progress:
-                    progress(done, total, doc.doc_id)
-                if unit.last:  # the new version is whole: on record first, then the old one's chunks go
-                    store.put_doc(DocRecord(doc_id=doc.doc_id, path=doc.path, title=doc.title, author=doc.author,
-                                            date=doc.date, content_hash=doc.content_hash, n_chunks=len(unit.chunks),
-                                            ingested_at=time.time(), text=doc.text, pending=False,
-                                            format=doc.format, pages=len(doc.pages or ())))
-                    embedded += len(unit.chunks)
-                    del started[doc.doc_id]
-                    try:
-                        store.delete_chunks(doc.doc_id, keep=[c.chunk_id for c in unit.chunks])
-                    except Exception as e:  # they are of an old version now: never served, swept by the next run
-                        log.warning("%s: its old version's chunks could not be removed yet (%s)", doc.doc_id, e)
+                    progress(done, total, unit.doc.doc_id)
+            for unit in whole:
+                doc = unit.doc
+                embedded += len(unit.chunks)
+                del started[doc.doc_id]
+                if doc.doc_id in fresh:
+                    continue  # no old version
+                try:
+                    store.delete_chunks(doc.doc_id, keep=[c.chunk_id for c in unit.chunks])
+                except Exception as e:  # they are of an old version now: never served, swept by the next run
+                    log.warning("%s: its old version's chunks could not be removed yet (%s)", doc.doc_id, e)
     except BaseException:
         for unit in started.values():
             _drop_partial(store, unit.doc, unit.chunks, unit.doc.doc_id in fresh)

@@ -348,14 +348,21 @@ class ChunkStore:
             )
         return out
 
-    def mark_pending(self, doc_id: str) -> None:
-        self._docs.upsert(ids=[doc_id], embeddings=[_DOC_VECTOR], documents=[""], metadatas=[{"pending": True}])
+    def mark_pending(self, doc_ids: list[str]) -> None:
+        """Record these new documents as half-written (one write; none: no write)."""
+        if doc_ids:
+            self._docs.upsert(ids=list(doc_ids), embeddings=[_DOC_VECTOR] * len(doc_ids), documents=[""] * len(doc_ids),
+                              metadatas=[{"pending": True} for _ in doc_ids])
 
-    def put_doc(self, record: DocRecord) -> None:
-        meta = {"path": record.path, "title": record.title, "author": record.author, "date": record.date,
-                "hash": record.content_hash, "n_chunks": record.n_chunks, "ingested_at": record.ingested_at,
-                "pending": False, "format": record.format, "pages": record.pages}
-        self._docs.upsert(ids=[record.doc_id], embeddings=[_DOC_VECTOR], documents=[record.text], metadatas=[meta])
+    def put_docs(self, records: list[DocRecord]) -> None:
+        """Write these documents' records (one write; none: no write)."""
+        if not records:
+            return
+        metas = [{"path": r.path, "title": r.title, "author": r.author, "date": r.date, "hash": r.content_hash,
+                  "n_chunks": r.n_chunks, "ingested_at": r.ingested_at, "pending": False, "format": r.format,
+                  "pages": r.pages} for r in records]
+        self._docs.upsert(ids=[r.doc_id for r in records], embeddings=[_DOC_VECTOR] * len(records),
+                          documents=[r.text for r in records], metadatas=metas)
 
     def delete_doc(self, doc_id: str) -> None:
         """Remove a document's chunks, then its record (the record goes last: see the module docstring)."""
@@ -462,3 +469,6 @@ class ChunkStore:
 
     def count(self) -> int:
         return self._chunks.count()
+
+    def sentence_count(self) -> int:
+        return self._sents.count()

@@ -162,7 +162,7 @@ def test_ingest_while_answering_corrupts_neither(settings, corpus: Path, tmp_pat
         return slow_when_ingesting
 
     monkeypatch.setattr(FakeEmbedder, "embed", slowed(FakeEmbedder.embed))
-    monkeypatch.setattr(ChunkStore, "put_doc", slowed(ChunkStore.put_doc))
+    monkeypatch.setattr(ChunkStore, "put_docs", slowed(ChunkStore.put_docs))
     versions = [_zebra(v) for v in range(16)]
     zebra = corpus / "zebra.txt"
     zebra.write_text(versions[0], encoding="utf-8")

@@ -137,6 +137,39 @@ def test_interrupted_ingest_is_repaired_without_duplicates(tmp_path: Path, corpu
     assert sorted(ids) == sorted(clean.all_chunks()[0])
 
 
+def test_writes_go_by_encoder_call_not_by_document(tmp_path: Path, monkeypatch):
+    # A Chroma server takes some 25 ms a write, whatever its size: twelve short new documents that one encoder call
+    # embeds are stored in one write of chunks, one of sentences and two of records (pending, then whole), not
+    # four writes each. What ends up in the store is the same as when each document has a call of its own.
+    from chromadb.api.models.Collection import Collection
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"note{i:02d}.txt").write_text(f"Note {i}\n\nThe tide rose {i} metres on day {i}. Boats waited.\n")
+    writes: dict[str, int] = {}
+    real = Collection.upsert
+
+    def counted(self, *a, **kw):
+        kind = self.name.split("_", 1)[0]
+        writes[kind] = writes.get(kind, 0) + 1
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Collection, "upsert", counted)
+    store = ChunkStore(str(tmp_path / "store"), "fake")
+    report = sync(folder, store, FakeEmbedder())
+    writes.pop("collections", None)  # the collection's registry entry
+    assert len(report.added) == 12 and writes == {"chunks": 1, "sents": 1, "docs": 2}
+    monkeypatch.setattr("ingest.pipeline.TEXTS_PER_ENCODE", 1)  # one encoder call per document
+    alone = ChunkStore(str(tmp_path / "alone"), "fake")
+    sync(folder, alone, FakeEmbedder())
+    assert sorted(store.all_chunks()[0]) == sorted(alone.all_chunks()[0])
+    assert store.sentence_count() == alone.sentence_count() > 12
+    assert {d: r.n_chunks for d, r in store.doc_records().items()} == {
+        d: r.n_chunks for d, r in alone.doc_records().items()}
+    assert not any(r.pending for r in store.doc_records().values())
+
+
 def test_bad_files_are_skipped_with_a_warning(tmp_path: Path, corpus: Path):
     (corpus / "binary.txt").write_bytes(b"\x00\x01\x02garbage")
     (corpus / "latin1.txt").write_bytes("caf\xe9 au lait".encode("latin-1"))
