@@ -472,3 +472,17 @@ class ChunkStore:
 
     def sentence_count(self) -> int:
         return self._sents.count()
+
+    def vectors(self, kind: str = "chunks", page: int = 5000) -> tuple[list[str], np.ndarray]:
+        """Every id and vector of the chunks (or, kind "sents", the sentences), read in pages: what `rag bench`
+        compares Chroma's search with, by exact search over the same vectors."""
+        col = {"chunks": self._chunks, "sents": self._sents}[kind]
+        ids: list[str] = []
+        vecs = []
+        while True:
+            got = col.get(include=["embeddings"], limit=page, offset=len(ids))
+            if not got["ids"]:
+                break
+            ids += got["ids"]
+            vecs.append(np.asarray(got["embeddings"], dtype=np.float32))
+        return ids, np.concatenate(vecs) if vecs else np.zeros((0, 0), dtype=np.float32)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from eval import synthetic
-from eval.bench import coldparts, growth, main, measure, process, targets
+from eval.bench import coldparts, growth, main, measure, process, server, targets
 from ingest.chunking import chunk_document
 from ingest.loaders import find_files, load_document
 from ingest.store import ChunkStore
@@ -65,15 +65,17 @@ def test_quick_run_writes_json_markdown_and_plots(run):
 
 def test_json_has_every_section_and_target(run):
     _, _, data, _ = run
-    assert set(data) >= {"meta", "ingest", "query", "process", "growth", "big_inputs", "memory", "targets", "files"}
+    assert set(data) >= {"meta", "ingest", "query", "process", "growth", "big_inputs", "memory", "server", "targets",
+                         "files"}
     assert data["meta"]["quick"] is True and data["meta"]["llm"] == "fake" and data["meta"]["embedder"] == "fake"
     assert [t["key"] for t in data["targets"]] == [t.key for t in targets.TARGETS]
     judged = {t["key"]: t for t in data["targets"]}
     # Everything but the 100k and 1M figures was measured (the quick growth stops at 1k, its memory section at 2k
-    # chunks), so those alone have no value.
+    # chunks, its server section at 300), so those alone have no value.
     assert {k for k, t in judged.items() if t["value"] is None} == {"retrieve_p50_100k", "dense_p50_100k",
                                                                       "recall10_100k", "add_article_s_100k",
-                                                                      "rss_serve_1m_gb"}
+                                                                      "rss_serve_1m_gb", "retrieve_p50_1m",
+                                                                      "dense_p50_1m", "recall10_1m"}
     assert all(isinstance(t["pass"], bool) for t in judged.values() if t["value"] is not None)
     assert {"p50", "p95", "mean", "n"} <= set(data["query"]["total"])
 
@@ -89,8 +91,8 @@ def test_ingest_compares_the_same_texts(run):
     corpus_chunks = sum(len(chunk_document(load_document(p))) for p in find_files(Path(data["meta"]["corpus"])))
     assert ing["chunks"] == corpus_chunks and ing["sentences"] > ing["chunks"]
     stored = ChunkStore(str(work / "ingest-0"), "fake")
-    chunk_ids, _ = growth.vecs_of(stored, "chunks", "fake")
-    sentence_ids, _ = growth.vecs_of(stored, "sents", "fake")
+    chunk_ids, _ = stored.vectors("chunks")
+    sentence_ids, _ = stored.vectors("sents")
     assert len(chunk_ids) == ing["chunks"] and len(chunk_ids) + len(sentence_ids) == ing["texts_embedded"]
     assert all(_positive(ing[k]) for k in ("pipeline_chunks_per_s", "bare_chunks_per_s", "ratio"))
     assert len(ing["pipeline_seconds"]) == len(ing["bare_encode_seconds"]) == ing["repeat"] == 1  # quick: 1 run
@@ -167,6 +169,30 @@ def test_growth_numbers_are_sane(run):
         assert _positive(r["ingest_s"]) and _positive(r["dense"]["p50"]) and _positive(r["brute"]["p50"])
 
 
+def test_server_section_runs_both_rows_on_a_chroma_server_and_leaves_nothing_there(run):
+    _, _, data, work = run
+    srv = data["server"]
+    assert srv["chunks"] == server.QUICK_CHUNKS and "loopback" in srv["server"]
+    rows = srv["rows"]
+    assert [(r["size"], r["vectors"]) for r in rows] == [(server.QUICK_CHUNKS, "fake"), (server.QUICK_CHUNKS,
+                                                                                          "synthetic")]
+    real, syn = rows
+    assert real["chunks"] == real["chunks_embedded"] == server.QUICK_CHUNKS and real["sentences"] > real["chunks"]
+    assert _positive(real["retrieve"]["p50"]) and real["add_article"]["found_first"]
+    for r in rows:
+        assert RECALL_FLOOR <= r["recall_at_10"] <= 1.0, r["vectors"]
+        assert r["write_chunks_per_s"] and all(_positive(x) for x in r["write_chunks_per_s"])
+    assert len(real["write_chunks_per_s"]) >= 5  # by tenths: one rate per tenth of the chunks written
+    assert not (work / "chroma-server" / "data").exists()  # the server was stopped and its data removed
+    assert "## On a Chroma server" in (run[1] / "report.md").read_text(encoding="utf-8")
+
+
+def test_write_rates_go_by_tenths_of_the_items():
+    marks = [(1.0 + i, 10 * (i + 1)) for i in range(20)]  # 10 items a second, marks every second, 200 items
+    assert growth.by_tenths(marks, 0.0, 200) == [10.0] * 10
+    assert growth.by_tenths([(2.0, 5)], 0.0, 5) == [2.5]  # fewer marks than tenths: the rate over what there is
+
+
 def _unit(a: np.ndarray) -> np.ndarray:
     return (a / np.linalg.norm(a, axis=-1, keepdims=True)).astype(np.float32)
 
@@ -222,7 +248,11 @@ def test_targets_pass_and_miss():
                                    "add_article": {"seconds": 1.0, "found_first": False}}]},
               "process": {"ask": {"peak_rss_bytes": 2 * measure.GB}, "ingest": {"peak_rss_bytes": 3 * measure.GB},
                           "cold_start_s": 5.0, "served_ask_s": 5.01},
-              "memory": {"chunks": 1_000_000, "peak_rss_bytes": 2.5 * measure.GB}}
+              "memory": {"chunks": 1_000_000, "peak_rss_bytes": 2.5 * measure.GB},
+              "server": {"chunks": 1_000_000, "rows": [{"vectors": "hash384", "retrieve": {"p50": 0.15},
+                                                        "dense": {"p50": 0.001}, "recall_at_10": 0.1},
+                                                       {"vectors": "synthetic", "retrieve": None,
+                                                        "dense": {"p50": 0.151}, "recall_at_10": 0.95}]}}
     verdicts = {t["key"]: t["pass"] for t in targets.judge(result, quick=False)}
     found = {**result["growth"]["rows"][1], "add_article": {"seconds": 3.0, "found_first": True}}
     assert targets.added_and_found(100_000)({"growth": {"rows": [found]}}) == 3.0
@@ -234,9 +264,13 @@ def test_targets_pass_and_miss():
                         "ingest_ratio": True, "pdf_ingest_ratio": True, "docx_ingest_ratio": False,
                         "big_input_1mb_s": True, "big_input_growth": False,
                         "reingest_s": False, "cold_start_s": True, "served_ask_s": False, "rss_ask_gb": True,
-                        "rss_ingest_gb": False, "rss_ui_gb": None, "rss_serve_1m_gb": False}
+                        "rss_ingest_gb": False, "rss_ui_gb": None, "rss_serve_1m_gb": False,
+                        # each read from its own row: retrieval from the pipeline's, Chroma and recall the vectors'
+                        "retrieve_p50_1m": True, "dense_p50_1m": False, "recall10_1m": True}
     smaller = {"memory": {"chunks": 999_999, "peak_rss_bytes": measure.GB}}  # --memory-chunks below 1M: not judged
     assert targets.target("rss_serve_1m_gb").read(smaller) is None
+    smaller = {"server": {**result["server"], "chunks": 999_999}}  # --server-chunks below 1M: not judged
+    assert all(targets.target(k).read(smaller) is None for k in ("retrieve_p50_1m", "dense_p50_1m", "recall10_1m"))
 
 
 def test_percentiles():

@@ -8,6 +8,7 @@
     growth.py   synthetic corpora of 1k to 100k chunks: ingest, retrieval, Chroma against brute force
     big_inputs.py  one generated file of 256 KB and of 1 MB, four shapes: load + chunk time and its growth
     memory.py   a serving process's peak RSS with the model, one answer and the kept index of 1M synthetic chunks
+    server.py   growth's two rows at 1M chunks on a Chroma server (`chroma run` on loopback): retrieval, recall
     targets.py  THE table of targets: label, unit, goal, and where each value is read from the result
     report.py   bench.json, report.md and the summary; plots.py the PNGs (both read targets.py)
     measure.py  what the sections share: percentiles, the gold questions to time, profiling

@@ -36,6 +36,9 @@ from eval.bench.memory import CHUNKS, QUICK_CHUNKS, bench_memory
 from eval.bench.process import bench_process
 from eval.bench.query import bench_query
 from eval.bench.report import summary, write_report
+from eval.bench.server import CHUNKS as SERVER_CHUNKS
+from eval.bench.server import QUICK_CHUNKS as SERVER_QUICK_CHUNKS
+from eval.bench.server import bench_server
 from eval.bench.targets import judge
 from eval.cli import run_command, run_folder
 from eval.run import QUESTIONS
@@ -86,6 +89,9 @@ SECTIONS: dict[str, Callable[[Bench], dict]] = {
     "big_inputs": lambda b: bench_big_inputs(b.work, QUICK_SIZES if b.quick else SIZES, 1 if b.quick else 3, b.log),
     "memory": lambda b: bench_memory(b.settings, b.work, b.args.memory_chunks or (QUICK_CHUNKS if b.quick else CHUNKS),
                                      spaced_questions(b.args.questions_file, 1)[0]["question"], b.log),
+    "server": lambda b: bench_server(b.settings, b.work,
+                                     b.args.server_chunks or (SERVER_QUICK_CHUNKS if b.quick else SERVER_CHUNKS),
+                                     b.args.growth_queries, b.log, b.args.server_store),
 }
 
 
@@ -105,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--growth-queries", type=int, default=100, help="queries per growth size (default 100)")
     p.add_argument("--memory-chunks", type=int, help="synthetic chunks the memory section's kept index holds "
                    "(default 1,000,000; quick 2,000)")
+    p.add_argument("--server-chunks", type=int, help="synthetic chunks the server section writes to a Chroma server "
+                   f"(default {SERVER_CHUNKS:,}; quick {SERVER_QUICK_CHUNKS})")
+    p.add_argument("--server-store", help="the server section's Chroma server, http://HOST:PORT (default: `chroma run` "
+                   "on loopback, started and stopped by the bench); it writes and drops the collections "
+                   "*_synthetic and *_hash384 there")
     p.add_argument("--no-ui", action="store_true", help="skip the `rag ui` memory measurement")
     p.add_argument("--profile", action="store_true", help="write pyinstrument profiles (pip install pyinstrument)")
     p.add_argument("--fail-on-miss", action="store_true", help="exit 1 when a target is missed")

@@ -63,36 +63,15 @@ def search_stats(store: ChunkStore, vectors: np.ndarray, ids: list[str], queries
             "recall_at_10_min": float(np.min(recall))}
 
 
-def vecs_of(store: ChunkStore, kind: str, embedder_name: str) -> tuple[list[str], np.ndarray]:
-    """Every id and vector of a local store's `chunks` or `sents` collection, read with Chroma's own client (the
-    store keeps its collections private; their names are `<kind>_<embedder>`, see ingest/store.py)."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    client = chromadb.PersistentClient(path=store.location, settings=ChromaSettings(anonymized_telemetry=False))
-    col = client.get_collection(f"{kind}_{embedder_name}")
-    ids: list[str] = []
-    vecs = []
-    offset = 0
-    while True:
-        got = col.get(include=["embeddings"], limit=5000, offset=offset)
-        if not got["ids"]:
-            break
-        ids += got["ids"]
-        vecs.append(np.asarray(got["embeddings"], dtype=np.float32))
-        offset += len(got["ids"])
-    return ids, np.concatenate(vecs)
-
-
 def bench_growth(settings: Settings, work: Path, sizes: list[int], embed_max: int, n_queries: int, log: Log) -> dict:
     embedder = get_embedder(settings.embedder, settings.model_dir)
     rows = []
     for size in sizes:
         if size <= embed_max:
-            rows.append(_pipeline_row(work, size, n_queries, embedder, embedder, settings, log))
+            rows.append(pipeline_row(work, size, n_queries, embedder, embedder, settings, log))
         elif settings.embedder != "fake":  # (on the fakes, the row above is already this one)
-            rows.append(_pipeline_row(work, size, n_queries, HashEmbedder(), embedder, settings, log))
-        rows.append(_synthetic_row(work, size, n_queries, log))
+            rows.append(pipeline_row(work, size, n_queries, HashEmbedder(), embedder, settings, log))
+        rows.append(synthetic_row(work, size, n_queries, log))
     return {"rows": rows, "embed_max": embed_max,
             "how": f"sizes up to {embed_max:,}: synthetic articles (eval/synthetic.py, seed 0) through ingest.sync "
                    f"with the {settings.embedder} embedder, retrieval = Retriever.retrieve (query embedding, Chroma, "
@@ -120,16 +99,19 @@ def _growth_queries(folder: Path, n: int, seed: int = 7) -> list[str]:
     return out
 
 
-def _pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_embedder, settings: Settings,
-                  log: Log) -> dict:
-    """A synthetic corpus of `size` chunks through ingest.sync, then Retriever.retrieve timed on it."""
+def pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_embedder, settings: Settings,
+                 log: Log, location: str | None = None) -> dict:
+    """A synthetic corpus of `size` chunks through ingest.sync, then Retriever.retrieve timed on it. The store is a
+    fresh folder in `work`, or the collection of its embedder at `location` (a server URL), dropped at the end."""
     folder = work / f"syn-{size}"
     n_docs = synthetic.write_corpus(folder, size)
-    store = ChunkStore(str(work / f"growth-{size}-{doc_embedder.name}"), doc_embedder.name)
+    store = ChunkStore(location or str(work / f"growth-{size}-{doc_embedder.name}"), doc_embedder.name)
     known = KnownFiles()  # as a serving Pipeline keeps it
-    t = time.perf_counter()
-    report = sync(folder, store, doc_embedder, known=known)
-    ingest_s = time.perf_counter() - t
+    marks: list[tuple[float, int]] = []
+    t_ingest = time.perf_counter()
+    report = sync(folder, store, doc_embedder, lambda done, _total, _doc: marks.append((time.perf_counter(), done)),
+                  known=known)
+    ingest_s = time.perf_counter() - t_ingest
     t = time.perf_counter()
     retriever = Retriever(store, query_embedder)
     index_s = time.perf_counter() - t
@@ -146,11 +128,13 @@ def _pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_emb
         t = time.perf_counter()
         retriever.retrieve(q, settings.top_k, settings.max_sources, settings.context_chars)
         times.append(time.perf_counter() - t)
-    ids, vecs = vecs_of(store, "chunks", doc_embedder.name)
+    ids, vecs = store.vectors("chunks")
     stats = search_stats(store, vecs, ids, doc_embedder.embed(texts))
+    del ids, vecs
     row = {"size": size, "vectors": doc_embedder.name, "docs": n_docs, "chunks": store.count(),
-           "chunks_embedded": report.chunks_embedded, "sentences": len(vecs_of(store, "sents", doc_embedder.name)[0]),
-           "ingest_s": ingest_s, "chunks_per_s": size / ingest_s, "lexical_index_s": index_s,
+           "chunks_embedded": report.chunks_embedded, "sentences": store.sentence_count(),
+           "ingest_s": ingest_s, "chunks_per_s": size / ingest_s,
+           "write_chunks_per_s": by_tenths(marks, t_ingest, size), "lexical_index_s": index_s,
            "lexical_open_s": open_s, "retrieve": pct(times), **stats}
     added = row["add_article"] = add_one_article(folder, store, doc_embedder, retriever, settings, known)
     log(f"  {size:>7,} chunks ({doc_embedder.name}): ingest {ingest_s:.1f}s, index build {index_s:.2f}s / open "
@@ -158,8 +142,27 @@ def _pipeline_row(work: Path, size: int, n_queries: int, doc_embedder, query_emb
         f"{row['retrieve']['p50'] * 1e3:.1f} ms, dense p50 {stats['dense']['p50'] * 1e3:.1f} ms, "
         f"recall@10 {stats['recall_at_10']:.3f}")
     shutil.rmtree(folder, ignore_errors=True)
-    shutil.rmtree(store.location, ignore_errors=True)
+    _remove(store)
     return row
+
+
+def by_tenths(marks: list[tuple[float, int]], t0: float, total: int) -> list[float]:
+    """Items per second over each tenth of a write, from (time, items done so far) marks: whether writing slows
+    as the store grows."""
+    rates, last_t, last_n = [], t0, 0
+    for t, n in marks:
+        if n - last_n >= total / 10 or n == total and n > last_n:
+            rates.append((n - last_n) / max(t - last_t, 1e-9))
+            last_t, last_n = t, n
+    return rates
+
+
+def _remove(store: ChunkStore) -> None:
+    if store.location.startswith(("http://", "https://")):
+        with store.writing():
+            store.drop()
+    else:
+        shutil.rmtree(store.location, ignore_errors=True)
 
 
 NEW_ARTICLE = ("# Harbour lighthouse keeper retires\n\nThe Quillhaven lighthouse keeper, Odalys Verhoeven, "
@@ -193,12 +196,13 @@ def add_one_article(folder: Path, store: ChunkStore, embedder, retriever: Retrie
             "added": report.added, "documents_updated": len(changed), "found_first": first}
 
 
-def _synthetic_row(work: Path, size: int, n_queries: int, log: Log) -> dict:
-    """Seeded clustered vectors added straight to a fresh Chroma store, then searched (no pipeline, no model)."""
+def synthetic_row(work: Path, size: int, n_queries: int, log: Log, location: str | None = None) -> dict:
+    """Seeded clustered vectors added straight to a fresh Chroma store (a folder in `work`, or the "synthetic"
+    collection at `location`, dropped at the end), each batch timed, then searched (no pipeline, no model)."""
     vectors, queries = synthetic.clustered_vectors(size, seed=size, queries=n_queries)
-    folder = work / f"vectors-{size}"
-    store = ChunkStore(str(folder), "synthetic")
+    store = ChunkStore(location or str(work / f"vectors-{size}"), "synthetic")
     ids = [f"v{i}" for i in range(size)]
+    marks = []
     t = time.perf_counter()
     step = 5000
     for i in range(0, size, step):
@@ -206,11 +210,13 @@ def _synthetic_row(work: Path, size: int, n_queries: int, log: Log) -> dict:
                          texts=[f"synthetic chunk {j}" for j in range(i, min(size, i + step))],
                          metas=[{"doc_id": f"d{j // 10}", "title": "", "start": 0, "end": 0, "index": j % 10}
                                 for j in range(i, min(size, i + step))])
+        marks.append((time.perf_counter(), min(size, i + step)))
     insert_s = time.perf_counter() - t
     stats = search_stats(store, vectors, ids, queries)
     log(f"  {size:>7,} chunks (synthetic vectors): insert {insert_s:.1f}s, dense p50 "
         f"{stats['dense']['p50'] * 1e3:.1f} ms, brute p50 {stats['brute']['p50'] * 1e3:.1f} ms, "
         f"recall@10 {stats['recall_at_10']:.3f}")
-    shutil.rmtree(folder, ignore_errors=True)
+    _remove(store)
     return {"size": size, "vectors": "synthetic", "chunks": size, "ingest_s": insert_s,
-            "chunks_per_s": size / insert_s, "retrieve": None, **stats}
+            "chunks_per_s": size / insert_s, "write_chunks_per_s": by_tenths(marks, t, size), "batch": step,
+            "retrieve": None, **stats}

@@ -175,8 +175,8 @@ def _ms(stats: dict | None, key: str) -> str:
     return "–" if v is None else f"{v * 1e3:.1f}"
 
 
-def _growth_md(g: dict) -> list[str]:
-    lines = ["## Growth", "", "| chunks | vectors | ingest s | chunks/s | one article added s | "
+def _growth_md(g: dict, title: str = "Growth", plot: bool = True) -> list[str]:
+    lines = [f"## {title}", "", "| chunks | vectors | ingest s | chunks/s | one article added s | "
              "retrieve p50 / p95 ms | Chroma p50 / p95 ms | brute force p50 / p95 ms | recall@10 (min) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in g["rows"]:
@@ -186,7 +186,15 @@ def _growth_md(g: dict) -> list[str]:
                      f"{_ms(r['retrieve'], 'p50')} / {_ms(r['retrieve'], 'p95')} | {_ms(r['dense'], 'p50')} / "
                      f"{_ms(r['dense'], 'p95')} | {_ms(r['brute'], 'p50')} / {_ms(r['brute'], 'p95')} | "
                      f"{r['recall_at_10']:.3f} ({r['recall_at_10_min']:.2f}) |")
-    return lines + ["", "![growth](growth.png)"]
+    return lines + ["", "![growth](growth.png)"] if plot else lines
+
+
+def _server_md(srv: dict) -> list[str]:
+    lines = _growth_md(srv, f"On a Chroma server ({srv['server']})", plot=False)
+    for r in srv["rows"]:
+        rates = ", ".join(f"{x:,.0f}" for x in r.get("write_chunks_per_s", []))
+        lines.append(f"- {r['vectors']}: chunks written per second, by tenths of the write: {rates}")
+    return lines
 
 
 def _big_inputs_md(big: dict) -> list[str]:
@@ -204,5 +212,5 @@ def _big_inputs_md(big: dict) -> list[str]:
 
 
 # A section's own part of report.md; one not named here gets _figures_md.
-_PARTS = {"ingest": _ingest_md, "query": _query_md, "process": _process_md, "growth": _growth_md,
+_PARTS = {"ingest": _ingest_md, "query": _query_md, "process": _process_md, "growth": _growth_md, "server": _server_md,
           "big_inputs": _big_inputs_md}

@@ -39,6 +39,20 @@ def _serving_1m(result: dict) -> float | None:
     return m["peak_rss_bytes"] / GB if m.get("chunks", 0) >= 1_000_000 and "peak_rss_bytes" in m else None
 
 
+def server_at(kind: str, *path: str, scale: float = 1.0) -> Reader:
+    """A reader of the number at `path` in the server section's row of `kind` ("synthetic" vectors, or the
+    pipeline's hashed vectors), when that section wrote 1M chunks or more (--server-chunks less: none)."""
+    def read(result: dict) -> float | None:
+        srv = result.get("server") or {}
+        if srv.get("chunks", 0) < 1_000_000:
+            return None
+        row = next((r for r in srv.get("rows", []) if (r.get("vectors") == "synthetic") == (kind == "synthetic")),
+                   None)
+        v = dig(row, *path)
+        return None if v is None else v * scale
+    return read
+
+
 def growth_row(result: dict, size: int, synthetic_vectors: bool) -> dict | None:
     """The growth row of `size` chunks: the row of seeded vectors added straight to Chroma, or
     (synthetic_vectors=False) the first row ingested through the pipeline."""
@@ -148,6 +162,13 @@ TARGETS: tuple[Target, ...] = (
     # The scale issue: a process serving a 1M-chunk collection stays under 2.5 GB (eval/bench/memory.py)
     Target("rss_serve_1m_gb", "peak RSS of a process with the model, one answer and the kept index of 1M chunks "
            "(Chroma on a server)", "serve 1M", "GB", "<", 2.5, _serving_1m),
+    # ... and retrieval at 1M chunks on a Chroma server (eval/bench/server.py)
+    Target("retrieve_p50_1m", "retrieval p50 at 1M chunks on a Chroma server (Retriever.retrieve, hashed vectors)",
+           "retrieval at 1M", "ms", "<=", 150.0, server_at("pipeline", "retrieve", "p50", scale=1e3)),
+    Target("dense_p50_1m", "dense search p50 at 1M chunks on a Chroma server (Chroma, clustered vectors)",
+           "Chroma at 1M", "ms", "<=", 150.0, server_at("synthetic", "dense", "p50", scale=1e3)),
+    Target("recall10_1m", "recall@10 at 1M chunks on a Chroma server vs brute force", "recall@10 at 1M", "", ">=",
+           0.95, server_at("synthetic", "recall_at_10")),
 )
 _BY_KEY = {t.key: t for t in TARGETS}
 
