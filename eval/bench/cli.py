@@ -91,7 +91,7 @@ SECTIONS: dict[str, Callable[[Bench], dict]] = {
                                      spaced_questions(b.args.questions_file, 1)[0]["question"], b.log),
     "server": lambda b: bench_server(b.settings, b.work,
                                      b.args.server_chunks or (SERVER_QUICK_CHUNKS if b.quick else SERVER_CHUNKS),
-                                     b.args.growth_queries, b.log, b.args.server_store),
+                                     b.args.growth_queries, b.log, b.args.server_store, b.args.server_pipeline_chunks),
 }
 
 
@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 1,000,000; quick 2,000)")
     p.add_argument("--server-chunks", type=int, help="synthetic chunks the server section writes to a Chroma server "
                    f"(default {SERVER_CHUNKS:,}; quick {SERVER_QUICK_CHUNKS})")
+    p.add_argument("--server-pipeline-chunks", type=int, help="chunks of its pipeline row (default: --server-chunks;"
+                   " ingest.sync into a server on 2 cores writes about 130 chunks/s, so 1M take over two hours)")
     p.add_argument("--server-store", help="the server section's Chroma server, http://HOST:PORT (default: `chroma run` "
                    "on loopback, started and stopped by the bench); it writes and drops the collections "
                    "*_synthetic and *_hash384 there")

@@ -41,13 +41,13 @@ def _serving_1m(result: dict) -> float | None:
 
 def server_at(kind: str, *path: str, scale: float = 1.0) -> Reader:
     """A reader of the number at `path` in the server section's row of `kind` ("synthetic" vectors, or the
-    pipeline's hashed vectors), when that section wrote 1M chunks or more (--server-chunks less: none)."""
+    pipeline's hashed vectors), when that row held 1M chunks or more (fewer: none)."""
     def read(result: dict) -> float | None:
         srv = result.get("server") or {}
-        if srv.get("chunks", 0) < 1_000_000:
-            return None
         row = next((r for r in srv.get("rows", []) if (r.get("vectors") == "synthetic") == (kind == "synthetic")),
                    None)
+        if row is None or row.get("size", 0) < 1_000_000:
+            return None
         v = dig(row, *path)
         return None if v is None else v * scale
     return read
