@@ -242,6 +242,23 @@ def test_a_lead_in_that_ends_its_chunk_is_joined_by_the_first_item_of_the_next(s
         assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
 
 
+def test_a_best_pick_reads_on_past_a_short_aside_to_the_figure(settings, corpus):
+    # Reference pages put an aside between the sentence that names a setting and the one that gives its value:
+    # "... kept for this many days. You can also use "1.month.ago", etc. The default is 15 days." The sentences
+    # after a best pick join it one at a time while they fit NEIGHBOUR_CHARS, so the figure comes too.
+    (corpus / "rerere.md").write_text(
+        "# Rerere settings\n\nRecords of unresolved wombat merges are kept for this many days when the burrow "
+        "cleaner runs. You can also use a more human-readable form such as one month ago. The default is 15 "
+        "days.\n\nThe burrow cleaner also packs loose wombat objects into one file.\n", encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    sources = pipe.retrieve("For how many days are records of unresolved wombat merges kept?").sources
+    mine = [s for s in sources if s.doc_id == "rerere"]
+    assert any("kept for this many days" in s.text and "The default is 15 days." in s.text for s in mine), mine
+    for s in sources:
+        assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
+
+
 def test_no_two_sources_share_a_sentence(settings, corpus):
     # The sentence after a best pick joins it; when that sentence was picked on its own too, it is given once.
     (corpus / "wombats.md").write_text("# Wombats\n\nWombats dig deep burrows in the dry hills near the river. "
