@@ -355,7 +355,8 @@ class Retriever:
         taken = {(m["chunk_id"], m["start"]) for _, m in best}
         out: list[tuple[float, dict]] = []
         room = NEIGHBOUR_CHARS
-        ends = list(best)  # the last sentence each pick reads on to: one more per round while there is room
+        # the last sentence each pick reads on to (None: it reads no further): one more per round while there is room
+        ends: list[tuple[float, dict | None]] = list(best)
         for _ in range(NEIGHBOUR_ROUNDS):
             grew = False
             for i, (score, meta) in enumerate(ends):
