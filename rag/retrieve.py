@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import pickle
+import re
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +45,13 @@ MIN_SENTENCE_CHARS = 25  # shorter lines (a date, "Share") are never a source on
 NEIGHBOUR_SOURCES = 2
 NEIGHBOUR_CHARS = 240
 NEIGHBOUR_ROUNDS = 3
+# A sentence that opens by pointing back ("It tells git bisect run that ...", "This makes ...", "However, ...") means
+# little without the one before it, which then joins it, within BACK_CHARS, for every pick: "The special exit code
+# 125 should be used ..." came with "It tells ... untestable" (gitdocs dev: facts 0.524 -> 0.560, abstention recall
+# 0.333 -> 0.500, citation R/P 0.906/0.906 -> 0.865/0.865; news dev: facts 0.775 =, citation recall 0.775 -> 0.783).
+_POINTS_BACK = re.compile(r"^\W*(?:it|its|this|that|these|those|they|them|their|such|he|she|his|her|however|further|"
+                          r"furthermore|instead|otherwise|likewise|also|then|thus|therefore|hence)\b", re.I)
+BACK_CHARS = 200
 # How much further than top_k each search looks, so that a document that fills a list can be held to all slots but
 # one (a hostile article that repeats itself crowded out the real source).
 DIVERSITY_REACH = 3
@@ -326,8 +334,28 @@ class Retriever:
             if len(picked) < max_sources and used + length <= budget:
                 picked.append((score, meta))
                 used += length
-        return picked + self._next_sentences(texts, picked[:NEIGHBOUR_SOURCES], [t[2] for t in scored], withheld,
-                                             picked)
+        metas = [t[2] for t in scored]
+        picked += self._before(texts, picked, metas, withheld)
+        return picked + self._next_sentences(texts, picked[:NEIGHBOUR_SOURCES], metas, withheld, picked)
+
+    def _before(self, texts: dict[str, str], picked: list[tuple[float, dict]], metas: list[dict],
+                withheld: set[str]) -> list[tuple[float, dict]]:
+        """For each pick that opens by pointing back (`_POINTS_BACK`), the sentence before it in its chunk, when
+        only white space lies between, it is short enough and no pick has it already."""
+        out: list[tuple[float, dict]] = []
+        for score, meta in picked:
+            if not _POINTS_BACK.match(self._chunk_slice(texts, meta)):
+                continue
+            before = [m for m in metas if m["chunk_id"] == meta["chunk_id"] and m["end"] <= meta["start"]]
+            if not before:
+                continue
+            prev = max(before, key=lambda m: m["start"])
+            if (prev["end"] - prev["start"] > BACK_CHARS or _key(prev) in withheld
+                    or not self._adjacent(texts, prev, meta) or _overlapping(prev, picked + out)
+                    or addresses_the_model(self._chunk_slice(texts, prev))):
+                continue
+            out.append((score - 1e-3, prev))
+        return out
 
     def _merge(self, texts: dict[str, str], picked: list[tuple[float, dict]]) -> list[list]:
         """[score, meta, sentence keys] per source: sentences that touch (in one chunk, or across the line break

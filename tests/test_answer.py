@@ -259,6 +259,24 @@ def test_a_best_pick_reads_on_past_a_short_aside_to_the_figure(settings, corpus)
         assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
 
 
+def test_a_pick_that_points_back_brings_the_sentence_before_it(settings, corpus):
+    # "It tells git bisect run that the current commit should be marked as untestable" was the best pick for
+    # "Which exit code tells git bisect run that a commit cannot be tested?"; the code, 125, is in the sentence
+    # before it. Here that sentence shares no word with the question; a pick that opens by pointing back brings it.
+    (corpus / "census.md").write_text(
+        "# Wombat census\n\nHeavy rain sometimes floods the valley. The special exit code 125 should be used in that "
+        "case. It tells the wombat census that the current burrow must be marked as uncountable and skipped.\n",
+        encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    sources = pipe.retrieve("Which number tells the wombat census that a burrow must be marked as uncountable?").sources
+    mine = [s for s in sources if s.doc_id == "census"]
+    assert any("exit code 125" in s.text and s.text.endswith("marked as uncountable and skipped.") for s in mine), mine
+    assert not any("Heavy rain" in s.text for s in mine), mine  # one sentence back, for a pick that points back
+    for s in sources:
+        assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
+
+
 def test_no_two_sources_share_a_sentence(settings, corpus):
     # The sentence after a best pick joins it; when that sentence was picked on its own too, it is given once.
     (corpus / "wombats.md").write_text("# Wombats\n\nWombats dig deep burrows in the dry hills near the river. "
