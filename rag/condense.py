@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from rag.llm import LLM, Message
-from rag.tokens import terms
+from rag.tokens import STOPWORDS, terms
 
 # Words that make a question lean on what was said before.
 _DEPENDS = re.compile(r"\b(?:he|she|him|her|his|hers|it|its|they|them|their|theirs|this|that|these|those|there|"
@@ -84,9 +84,14 @@ def _acceptable(rewrite: str, question: str, history: list[Message]) -> bool:
         return False
     if not rewrite.rstrip().endswith("?"):
         return False
-    seen = {w.lower() for w in terms(question + " " + " ".join(str(m.get("content", "")) for m in history))}
-    new = [w for w in terms(rewrite) if w.lower() not in seen and len(w) > 3]
-    return len(new) <= 2  # a rewrite names what the conversation named; it brings no facts of its own
+    asked = {w.lower() for w in terms(question)}
+    said = {w.lower() for w in terms(" ".join(str(m.get("content", "")) for m in history))}
+    new = [w for w in terms(rewrite) if w.lower() not in asked | said and len(w) > 3]
+    # It names what the conversation named: at least one word of it ("How do I get back and take them off the
+    # list?" for "How do I get them back and take them off the list?" only lost the earlier questions that
+    # retrieval gets without it), and it brings no facts of its own.
+    named = [w for w in terms(rewrite) if w.lower() in said - asked and w.lower() not in STOPWORDS]
+    return bool(named) and len(new) <= 2
 
 
 def standalone(question: str, history: list[Message] | None, llm: LLM | None, system: str,

@@ -65,6 +65,7 @@ def test_a_follow_up_is_rewritten_by_the_model_and_stands_alone():
     "",
     "Martin von Wysiecki has worked in the industry for 30 years.",  # an answer, not a question
     "How long has Elon Musk of Tesla and SpaceX worked in the automotive industry?",  # names what no one said
+    "How long has he been working in the industry?",  # names nothing the conversation said: not a rewrite
 ])
 def test_a_bad_rewrite_falls_back_to_the_follow_up_with_the_earlier_questions(reply):
     s = standalone("and how long has he worked in the industry?", HISTORY, Recording(lambda p: reply), "system")
