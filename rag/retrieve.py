@@ -52,6 +52,9 @@ NEIGHBOUR_ROUNDS = 3
 _POINTS_BACK = re.compile(r"^\W*(?:it|its|this|that|these|those|they|them|their|such|he|she|his|her|however|further|"
                           r"furthermore|instead|otherwise|likewise|also|then|thus|therefore|hence)\b", re.I)
 BACK_CHARS = 200
+# Sentences in different chunks are read as one passage only when at most this many characters (all white space)
+# lie between them: a blank line between two paragraphs, not a left-out byline.
+MAX_GAP = 4
 # How much further than top_k each search looks, so that a document that fills a list can be held to all slots but
 # one (a hostile article that repeats itself crowded out the real source).
 DIVERSITY_REACH = 3
@@ -358,7 +361,7 @@ class Retriever:
         return out
 
     def _merge(self, texts: dict[str, str], picked: list[tuple[float, dict]]) -> list[list]:
-        """[score, meta, sentence keys] per source: sentences that touch (in one chunk, or across the line break
+        """[score, meta, sentence keys] per source: sentences that touch (in one chunk, or across the break
         between two) are joined, in document order."""
         picked = sorted(picked, key=lambda t: (t[1]["doc_id"], t[1]["start"]))
         merged: list[list] = []
@@ -433,27 +436,43 @@ class Retriever:
 
     def _chunk_slice(self, texts: dict[str, str], meta: dict) -> str:
         """A sentence's (or a source's) text, cut from its chunk's text in `texts` (fetched for this question); a
-        source that runs on into the next chunk (`end_chunk`) joins the two at the line break between them."""
+        source that runs on into a later chunk (`end_chunk`) is cut from its document's text, which the check that
+        joined them fetched (`_between`), so it is exactly what lies between its offsets."""
         cid = meta["chunk_id"]
+        if "end_chunk" in meta:
+            return self._doc_text(texts, meta["doc_id"])[meta["start"] : meta["end"]]
         base = self.metas.start(cid)
-        if "end_chunk" not in meta:
-            return texts[cid][meta["start"] - base : meta["end"] - base]
-        nid = meta["end_chunk"]
-        return texts[cid][meta["start"] - base :] + "\n" + texts[nid][: meta["end"] - self.metas.start(nid)]
+        return texts[cid][meta["start"] - base : meta["end"] - base]
+
+    def _doc_text(self, texts: dict[str, str], doc_id: str) -> str:
+        """A document's whole text, fetched once a question and kept in `texts` under a key no chunk id has."""
+        key = f"\0{doc_id}"
+        if key not in texts:
+            record = self.store.doc_records(with_text=True, doc_ids=[doc_id]).get(doc_id)
+            texts[key] = record.text if record else ""
+        return texts[key]
+
+    def _between(self, texts: dict[str, str], a: dict, b: dict) -> str | None:
+        """The document's text between sentence a and the later sentence b (None: b does not come after a, or it
+        is in another chunk more than MAX_GAP characters on). Inside one chunk it is cut from the chunk; across two,
+        from the document's text, fetched for it: chunks are whole lines (or sentences of one), so what lies between
+        two is a line break, a blank line, a space, or lines left out (a byline, a page number)."""
+        if b["start"] < a["end"]:
+            return None
+        cb = b["chunk_id"]
+        base_b = self.metas.start(cb)
+        if a["chunk_id"] == cb or base_b <= a["end"]:
+            return texts[cb][a["end"] - base_b : b["start"] - base_b]
+        if b["start"] - a["end"] > MAX_GAP:
+            return None
+        between = self._doc_text(texts, a["doc_id"])[a["end"] : b["start"]]
+        return between if len(between) == b["start"] - a["end"] else None
 
     def _adjacent(self, texts: dict[str, str], a: dict, b: dict) -> bool:
-        """Whether only white space lies between sentence a and the later sentence b: in a's chunk, or, when b
-        begins the next chunk, at the end of a's chunk, the line break between the two and the start of b's."""
-        if b["start"] < a["end"]:
-            return False
-        ca, cb = a["chunk_id"], b["chunk_id"]
-        base_a, base_b = self.metas.start(ca), self.metas.start(cb)
-        if ca == cb or base_b <= a["end"]:
-            return not texts[cb][a["end"] - base_b : b["start"] - base_b].strip()
-        end_a = base_a + len(texts[ca])
-        # One character between two chunks is the line break between two lines (lines end at "\n" only)
-        return (base_b - end_a == 1 and not texts[ca][a["end"] - base_a:].strip()
-                and not texts[cb][: b["start"] - base_b].strip())
+        """Whether only white space lies between sentence a and the later sentence b (in one chunk, or across the
+        break between two)."""
+        gap = self._between(texts, a, b)
+        return gap is not None and not gap.strip()
 
     def _title(self, chunk_id: str) -> str:
         return self.metas.value(chunk_id, "title", "")

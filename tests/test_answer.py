@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ingest.chunking import MAX_CHUNK_CHARS
 from rag import NOT_FOUND, Answer, Pipeline, UserError, ask, stream
 from rag.llm import FakeLLM
 from rag.policy import worth_asking
@@ -238,6 +239,41 @@ def test_a_lead_in_that_ends_its_chunk_is_joined_by_the_first_item_of_the_next(s
     first_item = text.index("- Wombats sleep")
     assert any(a <= lead < b for a, b in spans), spans
     assert any(a <= first_item < b for a, b in spans), "the item after the lead-in is a source too"
+    for s in r.sources:
+        assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
+
+
+@pytest.mark.parametrize("between", ["\n", "\n\n", " "], ids=["line break", "blank line", "space"])
+def test_a_source_read_on_into_the_next_chunk_is_one_exact_span(settings, corpus, between):
+    # Chunks are whole lines, or the sentences of a long one: what lies between two is a line break, a blank line
+    # (HTML and Markdown paragraphs) or a space. A pick that ends its chunk reads on into the next over any of them,
+    # and the joined source is exactly the document's text between its offsets.
+    lead_in = "Three wombat findings stand out this year." if between == " " else "Three wombat findings stand out:"
+    item = "Wombats sleep sixteen hours a day in the new burrows."
+    filler = [f"The museum opened gallery number {n} in the spring of that year." for n in range(1, 9)]
+    if between == " ":  # one long line, split at its sentences: the item is the first that does not fit
+        while len(" ".join([*filler, lead_in])) + 64 <= MAX_CHUNK_CHARS:
+            filler.append(f"The museum opened gallery number {len(filler) + 1} in the spring of that year.")
+        short = MAX_CHUNK_CHARS - len(" ".join([*filler, lead_in]))
+        filler[0] = filler[0].replace("The museum", "The " + "very " * (short // 5) + "museum")
+    lead = " ".join([*filler, lead_in])
+    if between == " ":
+        body = f"{lead} {item} " + " ".join(f"The aviary added perch number {n} for the parrots." for n in range(12))
+    else:
+        body = f"{lead}{between}{item}{between}Wombat droppings are cube shaped."
+    (corpus / "zoo.md").write_text(f"# Zoo report\n\n{body}\n", encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    retriever = pipe.retriever()
+    text = pipe.documents()["zoo"].text
+    chunks = {cid: retriever.metas.start(cid) for cid in retriever.metas.chunk_ids("zoo")}
+    texts = pipe.store.texts_of(list(chunks))
+    at = text.index(lead_in)
+    assert any(chunks[c] + len(texts[c]) == at + len(lead_in) for c in chunks), "the lead-in ends its chunk"
+    r = pipe.retrieve("Which three wombat findings stand out this year?")
+    joined = [s for s in r.sources if s.doc_id == "zoo" and s.start <= at and text.index(item) < s.end]
+    assert joined, [(s.text, s.start, s.end) for s in r.sources if s.doc_id == "zoo"]
+    assert f"{lead_in}{between}{item[:20]}" in joined[0].text
     for s in r.sources:
         assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
 
