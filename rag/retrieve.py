@@ -52,6 +52,8 @@ NEIGHBOUR_ROUNDS = 3
 _POINTS_BACK = re.compile(r"^\W*(?:it|its|this|that|these|those|they|them|their|such|he|she|his|her|however|further|"
                           r"furthermore|instead|otherwise|likewise|also|then|thus|therefore|hence)\b", re.I)
 BACK_CHARS = 200
+_LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s")  # "- ", "1. ", "a) " opening a line
+_BARE_MARKER = re.compile(r"\s*(?:[-*\u2022]|\d{1,2}[.)]|[a-z][.)])\s*")  # a "sentence" that is only "1."
 # Sentences in different chunks are read as one passage only when at most this many characters (all white space)
 # lie between them: a blank line between two paragraphs, not a left-out byline.
 MAX_GAP = 4
@@ -339,7 +341,10 @@ class Retriever:
                 used += length
         metas = [t[2] for t in scored]
         picked += self._before(texts, picked, metas, withheld)
-        return picked + self._next_sentences(texts, picked[:NEIGHBOUR_SOURCES], metas, withheld, picked)
+        # the two best read on, and so does any pick that leads into a list: a lead-in alone says nothing
+        best = picked[:NEIGHBOUR_SOURCES] + [p for p in picked[NEIGHBOUR_SOURCES:]
+                                             if self._chunk_slice(texts, p[1]).rstrip().endswith(":")]
+        return picked + self._next_sentences(texts, best, metas, withheld, picked)
 
     def _before(self, texts: dict[str, str], picked: list[tuple[float, dict]], metas: list[dict],
                 withheld: set[str]) -> list[tuple[float, dict]]:
@@ -382,36 +387,77 @@ class Retriever:
         """The sentences after each of the best picks (in its chunk, or first in the next one), one per pick a round
         for up to NEIGHBOUR_ROUNDS rounds, within NEIGHBOUR_CHARS in all, none a pick already (`chosen`): in
         reference pages a definition's first sentence names the thing and a later one gives the figure ("... kept
-        for this many days." "You can also use ..." "The default is 15 days.")."""
+        for this many days." "You can also use ..." "The default is 15 days.").
+        A pick that leads into a list ("A few technical signals stand out:") reads its items instead, within
+        NEIGHBOUR_CHARS of its own: the first sentence of each line that follows (of each line with a list marker,
+        when the first item has one), so the reader gets the items, not the first item's explanation."""
         taken = {(m["chunk_id"], m["start"]) for _, m in best}
         out: list[tuple[float, dict]] = []
-        room = NEIGHBOUR_CHARS
+        # what is left to read: one room shared by the picks that read on, one of its own for each list's items
+        room = [NEIGHBOUR_CHARS]
         # the last sentence each pick reads on to (None: it reads no further): one more per round while there is room
         ends: list[tuple[float, dict | None]] = list(best)
+        leads = [self._chunk_slice(texts, m).rstrip().endswith(":") for _, m in best]
+        rooms = [[NEIGHBOUR_CHARS] if lead else room for lead in leads]
+        marked: list[bool | None] = [None] * len(best)  # the list's first item has a marker ("- ", "1. ")
         for _ in range(NEIGHBOUR_ROUNDS):
             grew = False
             for i, (score, meta) in enumerate(ends):
                 if meta is None:
                     continue
-                after = [m for m in metas if m["chunk_id"] == meta["chunk_id"] and m["start"] >= meta["end"]]
-                nxt = min(after, key=lambda m: m["start"]) if after else self._in_next_chunk(texts, meta)
                 ends[i] = (score, None)
-                if nxt is None:
+                if leads[i]:
+                    step = self._next_item(texts, meta, metas, marked[i])
+                else:
+                    after = [m for m in metas if m["chunk_id"] == meta["chunk_id"] and m["start"] >= meta["end"]]
+                    nxt = min(after, key=lambda m: m["start"]) if after else self._in_next_chunk(texts, meta)
+                    step = [nxt] if nxt is not None and self._adjacent(texts, meta, nxt) else []
+                length = sum(m["end"] - m["start"] for m in step)
+                if (not step or length > rooms[i][0] or any((m["chunk_id"], m["start"]) in taken or _key(m) in withheld
+                                                     or _overlapping(m, chosen + out) for m in step)):
                     continue
-                length = nxt["end"] - nxt["start"]
-                if ((nxt["chunk_id"], nxt["start"]) in taken or length > room or _key(nxt) in withheld
-                        or not self._adjacent(texts, meta, nxt) or _overlapping(nxt, chosen + out)):
+                if any(addresses_the_model(self._chunk_slice(texts, m)) for m in step):
                     continue
-                if addresses_the_model(self._chunk_slice(texts, nxt)):
-                    continue
-                out.append((score - 1e-3, nxt))
-                taken.add((nxt["chunk_id"], nxt["start"]))
-                room -= length
-                ends[i] = (score, nxt)
+                if leads[i] and marked[i] is None:
+                    marked[i] = bool(_LIST_MARKER.match(self._chunk_slice(texts, step[0]) + " "))
+                out += [(score - 1e-3, m) for m in step]
+                taken.update((m["chunk_id"], m["start"]) for m in step)
+                rooms[i][0] -= length
+                ends[i] = (score, step[-1])
                 grew = True
             if not grew:
                 break
         return out
+
+    def _next_item(self, texts: dict[str, str], meta: dict, metas: list[dict], marked: bool | None) -> list[dict]:
+        """The next item of a list after this sentence: the first sentence of the next line, in its chunk or first
+        in the next one (with the sentence after it when it is a bare marker, "1."); when the items have list
+        markers (`marked`), of the next line with one (an item's explanation is passed over). None at a heading
+        without a marker: the list has ended."""
+        after = sorted((m for m in metas if m["chunk_id"] == meta["chunk_id"] and m["start"] >= meta["end"]),
+                       key=lambda m: m["start"])
+        lines = [m for m in after if self._starts_line(texts, m)]
+        if not lines:
+            nxt = self._in_next_chunk(texts, after[-1] if after else meta)
+            lines = [nxt] if nxt is not None and self._starts_line(texts, nxt) else []
+        for m in lines:
+            text = self._chunk_slice(texts, m)
+            has_marker = bool(_LIST_MARKER.match(text + " "))
+            if is_heading(text) and not has_marker:
+                return []
+            if marked and not has_marker:
+                continue
+            if _BARE_MARKER.fullmatch(text):
+                rest = [n for n in after if n["start"] >= m["end"]][:1]
+                return [m, *rest] if rest and self._adjacent(texts, m, rest[0]) else []
+            return [m]
+        return []
+
+    def _starts_line(self, texts: dict[str, str], meta: dict) -> bool:
+        cid = meta["chunk_id"]
+        at = meta["start"] - self.metas.start(cid)
+        before = texts[cid][:at] if at > 0 else self._doc_text(texts, meta["doc_id"])[: meta["start"]]
+        return not before or before.rstrip(" \t").endswith("\n")
 
     def _in_next_chunk(self, texts: dict[str, str], meta: dict) -> dict | None:
         """The sentence after the last one of its chunk, from the document's next chunk, fetched now (its text joins

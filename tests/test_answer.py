@@ -278,6 +278,25 @@ def test_a_source_read_on_into_the_next_chunk_is_one_exact_span(settings, corpus
         assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
 
 
+def test_a_lead_in_reads_the_heads_of_its_items_not_the_first_items_explanation(settings, corpus):
+    # "A few technical signals stand out:" was given with its first item and that item's explanation, so the other
+    # two signals never reached the model. A pick that leads into a list reads the first sentence of each item.
+    (corpus / "zoo.md").write_text(
+        "# Zoo report\n\nThree wombat findings stand out:\n"
+        "- Deep sleepers. The keepers timed them with a stopwatch for a month. They logged it all in a notebook.\n"
+        "- Cube droppings. The shape keeps them from rolling off rocks. Nobody knows how the gut does it.\n"
+        "- Night diggers. Their burrows grow after dark. The gardeners are not pleased.\n"
+        "Opening hours\nThe zoo opens at nine.\n", encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    sources = [s for s in pipe.retrieve("Which three wombat findings stand out?").sources if s.doc_id == "zoo"]
+    given = " ".join(s.text for s in sources)
+    assert all(head in given for head in ("- Deep sleepers.", "- Cube droppings.", "- Night diggers.")), sources
+    assert "stopwatch" not in given and "Opening hours" not in given, sources
+    for s in sources:
+        assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
+
+
 def test_a_best_pick_reads_on_past_a_short_aside_to_the_figure(settings, corpus):
     # Reference pages put an aside between the sentence that names a setting and the one that gives its value:
     # "... kept for this many days. You can also use "1.month.ago", etc. The default is 15 days." The sentences
