@@ -509,8 +509,8 @@ class Retriever:
         base_b = self.metas.start(cb)
         if a["chunk_id"] == cb or base_b <= a["end"]:
             return texts[cb][a["end"] - base_b : b["start"] - base_b]
-        if b["start"] - a["end"] > MAX_GAP:
-            return None
+        if b["start"] - a["end"] > MAX_GAP or a.get("page") != b.get("page") or a.get("section") != b.get("section"):
+            return None  # a source never runs on over a page break or into another section: it cites one place
         between = self._doc_text(texts, a["doc_id"])[a["end"] : b["start"]]
         return between if len(between) == b["start"] - a["end"] else None
 
