@@ -54,6 +54,20 @@ def _names(text: str) -> set[str]:
 FEATURES = ("recall", "numbers", "cosine", "names", "missing", "negation")
 
 
+# Words an answer uses only to restate what its question asks for ("Where is the file?" "It is located at ..."):
+# part of the reader's premise, like the question's own words, so the passage need not say them.
+_FRAMING = (("where", ("locat", "situat")), ("why", ("reason", "becaus")), ("when", ("time", "date")),
+            ("who", ("person",)), ("how many", ("number", "total")), ("how much", ("amount", "total")))
+
+
+def premise_words(given: str) -> set[str]:
+    """The content words a claim may take from the question it answers: the question's own, and the words that
+    restate its question word (`_FRAMING`)."""
+    asked = " ".join(words(given))
+    framing = {w for wh, ws in _FRAMING if re.search(rf"\b{wh}\b", asked) for w in ws}
+    return set(content_words(given)) | framing
+
+
 def pair_features(claim: str, passage: str, cosine: float, given: str = "") -> tuple[float, ...]:
     """The judge's features of a pair, in FEATURES order (each in [0, 1]).
 
@@ -61,7 +75,7 @@ def pair_features(claim: str, passage: str, cosine: float, given: str = "") -> t
     reader's premise, not the claim's content, so the passage need not say them ("the biggest digital coin sank
     to $66,000" answers a question about "the biggest digital coin" with "$66,000").
     """
-    cw = set(content_words(claim)) - set(content_words(given))
+    cw = set(content_words(claim)) - premise_words(given)
     pw = set(content_words(passage))
     nums = numbers(claim) - numbers(given)
     num_ok = 1.0 if not nums else len(nums & numbers(passage)) / len(nums)

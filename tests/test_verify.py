@@ -6,7 +6,7 @@ import pytest
 
 from ingest import FakeEmbedder
 from rag.retrieve import Source
-from rag.support import SupportJudge, numbers, pair_features
+from rag.support import SupportJudge, numbers, pair_features, premise_words
 from rag.verify import check, parse_markers, render, source_refs, split_sentences, strip_markers
 
 SOURCES = [
@@ -90,6 +90,22 @@ def test_render_renumbers_by_first_appearance():
     text, mapping = render(out)
     assert mapping == {2: 1, 1: 2}
     assert text == "The leak came from misconfigured API access controls [1]. Bitcoin slid to $66,000 [2]."
+
+
+def test_a_word_that_restates_the_question_word_is_premise_not_claim():
+    # "Where is ...?" answered "... is located at X": "located" says what "where" asked, so the passage need not
+    # say it. Without the question it is a word the passage lacks; a word the question's wh-word does not cover
+    # ("stored") still counts against the claim.
+    passage = "If $XDG_CONFIG_HOME is either not set or empty, $HOME/.config/git/ignore is used instead."
+    question = "Where is my personal global ignore file?"
+    claim = "The personal global ignore file is located at $HOME/.config/git/ignore."
+    assert pair_features(claim, passage, 0.8, question)[0] == 1.0
+    assert pair_features(claim, passage, 0.8)[0] < 1.0
+    assert pair_features(claim, passage, 0.8, "Which personal global ignore file is it?")[0] < 1.0
+    stored = "The personal global ignore file is stored at $HOME/.config/git/ignore."
+    assert pair_features(stored, passage, 0.8, question)[0] < 1.0
+    assert premise_words("Why did it leak?") >= {"reason", "becaus"}
+    assert not premise_words("Somewhere else?") & {"locat", "situat"}
 
 
 def test_number_feature_catches_a_wrong_figure():
