@@ -359,6 +359,7 @@ class Retriever:
                 continue
             prev = max(before, key=lambda m: m["start"])
             if (prev["end"] - prev["start"] > BACK_CHARS or _key(prev) in withheld
+                    or is_heading(self._chunk_slice(texts, prev))  # a title is not what "it" points back to
                     or not self._adjacent(texts, prev, meta) or _overlapping(prev, picked + out)
                     or addresses_the_model(self._chunk_slice(texts, prev))):
                 continue
@@ -411,7 +412,9 @@ class Retriever:
                 else:
                     after = [m for m in metas if m["chunk_id"] == meta["chunk_id"] and m["start"] >= meta["end"]]
                     nxt = min(after, key=lambda m: m["start"]) if after else self._in_next_chunk(texts, meta)
-                    step = [nxt] if nxt is not None and self._adjacent(texts, meta, nxt) else []
+                    # a heading starts another section: reading on stops before it
+                    step = [nxt] if (nxt is not None and self._adjacent(texts, meta, nxt)
+                                     and not is_heading(self._chunk_slice(texts, nxt))) else []
                 length = sum(m["end"] - m["start"] for m in step)
                 if (not step or length > rooms[i][0] or any((m["chunk_id"], m["start"]) in taken or _key(m) in withheld
                                                      or _overlapping(m, chosen + out) for m in step)):

@@ -332,6 +332,25 @@ def test_a_pick_that_points_back_brings_the_sentence_before_it(settings, corpus)
         assert pipe.documents()[s.doc_id].text[s.start : s.end] == s.text
 
 
+def test_a_source_never_reads_on_into_a_heading_or_back_to_one(settings, corpus):
+    # In plain-text articles a section title is a line of its own ("Cyber Capabilities as a Differentiator"),
+    # and reading on after a pick, or back from one that opens with "It", took it into the source: tokens the model
+    # must read, a dangling title in the quote. A heading starts another section, so reading stops before it.
+    (corpus / "census.txt").write_text(
+        "Wombat census\n\nThe spring census counted 412 wombats in the valley.\n\nBurrow Flooding and Its "
+        "Aftermath\n\nIt drowned seven burrows near the river in one night.\n", encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    for question in ("How many wombats did the spring census count in the valley?",
+                     "How many burrows near the river drowned in one night?"):
+        mine = [s for s in pipe.retrieve(question).sources if s.doc_id == "census"]
+        assert mine, question
+        assert not any("Flooding" in s.text for s in mine), mine
+    counted = [s for s in pipe.retrieve("How many wombats did the spring census count in the valley?").sources
+               if "412" in s.text]
+    assert counted and counted[0].text.endswith("in the valley."), counted
+
+
 def test_no_two_sources_share_a_sentence(settings, corpus):
     # The sentence after a best pick joins it; when that sentence was picked on its own too, it is given once.
     (corpus / "wombats.md").write_text("# Wombats\n\nWombats dig deep burrows in the dry hills near the river. "
