@@ -80,10 +80,15 @@ def _unname_sources(text: str) -> str:
     return _ANY_REF.sub(plain, text)
 
 
+# What separates the markers of a list ("[2], [3], [4]", "[1] and [2]"): once the markers go, it must go too, or
+# "... story. [2], [3], [4]" reads "... story.,,".
+_BETWEEN_MARKERS = re.compile(r"(?<=\])\s*(?:,\s*and|,|;|and|&)\s*(?=\[\s*\d)")
+
+
 def strip_markers(text: str) -> str:
     """The sentence as a claim: no markers, no "as stated in source 4", no "Source 1 states that"."""
     out = _META.sub("", text)
-    out = _META.sub("", MARKER.sub("", _unname_sources(out)))
+    out = _META.sub("", MARKER.sub("", _BETWEEN_MARKERS.sub(" ", _unname_sources(out))))
     while (again := _META.sub("", MARKER.sub("", out))) != out:  # "[1[2]]" leaves "[1]": no marker may survive
         out = again
     out = re.sub(r"\s+([.,;:!?])", r"\1", out)

@@ -40,6 +40,18 @@ def test_a_sentence_that_names_its_sources_reads_as_a_claim(sentence, claim):
     assert strip_markers(claim) == claim
 
 
+@pytest.mark.parametrize("sentence, claim", [
+    ("Cybersecurity is a key part of the story. [2], [3], [4]", "Cybersecurity is a key part of the story."),
+    ("Bitcoin slid [1], [2].", "Bitcoin slid."),
+    ("Bitcoin slid [1] and [2].", "Bitcoin slid."),
+    ("Bitcoin slid [1]; [2].", "Bitcoin slid."),
+])
+def test_a_list_of_markers_leaves_no_separators_behind(sentence, claim):
+    # the model's "... story. [2], [3], [4]" read "... story.,," once its markers were taken out (seen in news dev)
+    assert strip_markers(sentence) == claim
+    assert parse_markers(sentence)[:1] in ([1], [2])
+
+
 def test_sources_named_in_words_count_as_the_sentence_citations():
     assert source_refs("Source 1 states X, while sources [2] and [3] say Y; article 5 of a law.") == [1, 2, 3]
     out = check("Source 2 states that the leak came from misconfigured API access controls.", SOURCES, judge())
