@@ -430,7 +430,8 @@ class Pipeline:
                 quoted = check(pointed(f"[{best.number}]", [best]), [best], self.judge, asked.question,
                                self.retriever().knows)
                 checked = [c for c in quoted if c.supported] + checked[1:]
-            reason = policy.verdict(declined, [c.claim for c in checked if c.supported], asked.question)
+            reason = policy.verdict(declined, [c.claim for c in checked if c.supported], asked.question,
+                                    _cited(checked, sources))
             if reason is None:
                 yield self._answer(asked, sources, checked, timings, t0, prompt_tokens, llm.name, attempt)
                 return
@@ -442,7 +443,8 @@ class Pipeline:
                 best = retrieval.sources[0]  # number 1: the quote cites it as [1], among all that were retrieved
                 checked = check(pointed(f"[{best.number}]", [best]), [best], self.judge, asked.question,
                                 self.retriever().knows)
-                if policy.verdict(False, [c.claim for c in checked if c.supported], asked.question) is None:
+                if policy.verdict(False, [c.claim for c in checked if c.supported], asked.question,
+                                  _cited(checked, [best])) is None:
                     yield self._answer(asked, retrieval.sources, checked, timings, t0, prompt_tokens, llm.name,
                                        attempt + 1)
                     return
@@ -485,6 +487,12 @@ def _attempts(retrieval: Retrieval, question: str) -> Iterator[list[Source]]:
     yield retrieval.sources
     if policy.worth_retry(retrieval.best_similarity, retrieval.best_overlap) and len(retrieval.sources) > 1:
         yield [_alone(retrieval.sources[0])]
+
+
+def _cited(checked, sources: list[Source]) -> str:
+    """The text of the sources that the supported sentences cite."""
+    numbers = {n for c in checked if c.supported for n in c.sources}
+    return " ".join(src.text for src in sources if src.number in numbers)
 
 
 def _alone(best: Source) -> Source:

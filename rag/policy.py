@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from enum import StrEnum
 
-from rag.tokens import terms
+from rag.tokens import STOPWORDS, content_words, terms
 
 # Best dense cosine between the question and any retrieved chunk or sentence below which a question is not worth a
 # model call. Chosen at d4fca58 on the bundled corpus: all 21 unanswerable gold questions of that day fell below
@@ -39,6 +39,7 @@ class Abstain(StrEnum):
     DECLINED = "declined"  # the model said the sources do not answer
     UNSUPPORTED = "unsupported"  # no sentence of the reply is supported by its sources
     WRONG_KIND = "wrong_kind"  # a how-many / when / how-long question got no figure or duration
+    OFF_FOCUS = "off_focus"  # a which-N / what-N question whose cited sources never mention an N
 
 
 RETRY_ON = frozenset({Abstain.DECLINED, Abstain.UNSUPPORTED})
@@ -131,6 +132,39 @@ def answers_kind(question: str, supported: list[str]) -> bool:
     return not _WANTS_NUMBER.search(question) or any(_NUMBERISH.search(s) for s in claims)
 
 
+_AUX = r"(?:is|are|was|were|did|does|do|has|have|had|can|could|will|would|should|may|might|must)"
+# "What is the context window of X?", "Which is the branch for ...": the words between the article and "of".
+_FOCUS_OF = re.compile(_LEAD + r"(?:what|which)\s+(?:is|are|was|were)\s+(?:the|a|an)\s+((?:[\w.'-]+\s+){0,3}?[\w.'-]+)"
+                       r"\s+(?:of|for|in|on|at|that|which|behind|between)\b", re.I)
+# "Which government agency is ...", "What benchmark score did ...": the words between "which" and the verb.
+_FOCUS_NP = re.compile(_LEAD + r"(?:what|which)\s+(?!" + _AUX + r"\b)((?:[\w.'-]+\s+){0,3}?[\w.'-]+)\s+" + _AUX + r"\b",
+                       re.I)
+# Words of a focus that say what form the answer takes, not what it is about: the passage gives a name, a price or
+# a date as a value ("called Mythos", "$66,000"), not as the word. "exactly" is not a noun at all.
+_FORM = frozenset("name names price prices number numbers amount amounts date dates time times year years figure "
+                  "figures value values size sizes length percentage share kind kinds type types sort sorts "
+                  "exactly".split())
+
+
+def focus(question: str) -> list[str]:
+    """What a what-N / which-N question asks for, as words, without the words of its form: "Which government
+    agency is investigating?" -> ["government", "agency"]; "What is the context window of X?" -> ["context",
+    "window"]; "What price did it sink to?" and "What is X?" -> []."""
+    m = _FOCUS_OF.match(question) or _FOCUS_NP.match(question)
+    if not m:
+        return []
+    return [w for w in m.group(1).split() if w.lower() not in _FORM and w.lower() not in STOPWORDS]
+
+
+def names_focus(question: str, cited: str) -> bool:
+    """The cited sources use a word of what the question asks for (stemmed), or it asks for no such thing: "Which
+    government agency is investigating the leak?" is not answered from passages that mention no agency and no
+    government, however well they support the sentence the model wrote ("The context window of Claude Mythos is
+    described as 'larger and more intelligent'" restates the question's words; the passage has none of them)."""
+    wanted = focus(question)
+    return not wanted or bool(set(content_words(" ".join(wanted))) & set(content_words(cited)))
+
+
 def _without_question_words(claim: str, question: str) -> str:
     """The claim without the words it repeats from the question: a figure the question already gave ("MiniMax
     M2.5") is not the figure it asks for."""
@@ -149,12 +183,15 @@ def names_any(claim: str, names: set[str]) -> bool:
     return any(w.lower() in names for w in terms(claim))
 
 
-def verdict(reply_declines: bool, supported: list[str], question: str) -> Abstain | None:
-    """After generation and verification: why the answer must be an abstention, or None when it stands."""
+def verdict(reply_declines: bool, supported: list[str], question: str, cited: str | None = None) -> Abstain | None:
+    """After generation and verification: why the answer must be an abstention, or None when it stands. `cited`:
+    the text of the sources the supported sentences cite (None: not checked)."""
     if reply_declines:
         return Abstain.DECLINED
     if not supported:
         return Abstain.UNSUPPORTED
     if not answers_kind(question, supported):
         return Abstain.WRONG_KIND
+    if cited is not None and not names_focus(question, cited):
+        return Abstain.OFF_FOCUS
     return None

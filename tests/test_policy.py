@@ -10,8 +10,10 @@ from rag.policy import (
     answers_kind,
     declines,
     doubts_verdict,
+    focus,
     foreign_names,
     names_any,
+    names_focus,
     only_points,
     quotes_instead,
     verdict,
@@ -115,6 +117,33 @@ def test_foreign_names_are_capitalised_question_words_no_article_uses():
     assert names_any("Ethereum dropped to $66,000.", names) and not names_any("Bitcoin dropped.", names)
 
 
+@pytest.mark.parametrize("question, wanted", [
+    ("What is the context window of Claude Mythos?", ["context", "window"]),
+    ("Which government agency is investigating the leak?", ["government", "agency"]),
+    ("And what benchmark score did MiniMax M2.5 get?", ["benchmark", "score"]),
+    ("Which branch should a bug fix go on first?", ["branch"]),
+    ("What kinds of security work does it target?", ["security", "work"]),
+    # the form of the answer, not its topic: a name or a price is given as a value
+    ("What is the name of Anthropic's unreleased model?", []),
+    ("What price did the biggest digital coin sink to?", []),
+    ("What exactly was exposed in the leak?", []),
+    # no noun asked for
+    ("What does gc.auto do?", []),
+    ("What did the xAI one launch with?", []),
+    ("What is Claude Mythos?", []),
+    ("How did the leak happen?", []),
+])
+def test_the_focus_of_a_question_is_the_thing_it_asks_for(question, wanted):
+    assert focus(question) == wanted
+
+
+def test_an_answer_names_the_focus_when_a_cited_source_uses_a_word_of_it():
+    assert names_focus("Which government agency is investigating?", "Two governments opened inquiries.")
+    assert not names_focus("What is the context window of Claude Mythos?",
+                           'The documents describe it as "larger and more intelligent than our Opus models".')
+    assert names_focus("What is Claude Mythos?", "Anything at all.")
+
+
 @pytest.mark.parametrize("declined, supported, question, expected", [
     (True, ["anything"], "What happened?", Abstain.DECLINED),
     (False, [], "What happened?", Abstain.UNSUPPORTED),
@@ -123,3 +152,11 @@ def test_foreign_names_are_capitalised_question_words_no_article_uses():
 ])
 def test_verdict(declined, supported, question, expected):
     assert verdict(declined, supported, question) is expected
+
+
+def test_verdict_on_the_focus_needs_the_cited_text():
+    claim = ["The context window is described as larger [1]."]
+    question = "What is the context window of Claude Mythos?"
+    assert verdict(False, claim, question, "It is larger and more intelligent.") is Abstain.OFF_FOCUS
+    assert verdict(False, claim, question, "Its context window holds 1M tokens.") is None
+    assert verdict(False, claim, question) is None  # not checked
