@@ -396,6 +396,9 @@ class Pipeline:
                                    s.min_relevance, s.min_overlap):
             yield self._abstain(asked, retrieval, timings, t0, 0, "", policy.Abstain.WEAK_RETRIEVAL)
             return
+        if not policy.names_focus(asked.question, " ".join(src.text for src in retrieval.sources)):
+            yield self._abstain(asked, retrieval, timings, t0, 0, "", policy.Abstain.OFF_FOCUS)
+            return
 
         if cancel is not None and cancel.is_set():
             return
@@ -430,8 +433,7 @@ class Pipeline:
                 quoted = check(pointed(f"[{best.number}]", [best]), [best], self.judge, asked.question,
                                self.retriever().knows)
                 checked = [c for c in quoted if c.supported] + checked[1:]
-            reason = policy.verdict(declined, [c.claim for c in checked if c.supported], asked.question,
-                                    _cited(checked, sources))
+            reason = policy.verdict(declined, [c.claim for c in checked if c.supported], asked.question)
             if reason is None:
                 yield self._answer(asked, sources, checked, timings, t0, prompt_tokens, llm.name, attempt)
                 return
@@ -443,8 +445,7 @@ class Pipeline:
                 best = retrieval.sources[0]  # number 1: the quote cites it as [1], among all that were retrieved
                 checked = check(pointed(f"[{best.number}]", [best]), [best], self.judge, asked.question,
                                 self.retriever().knows)
-                if policy.verdict(False, [c.claim for c in checked if c.supported], asked.question,
-                                  _cited(checked, [best])) is None:
+                if policy.verdict(False, [c.claim for c in checked if c.supported], asked.question) is None:
                     yield self._answer(asked, retrieval.sources, checked, timings, t0, prompt_tokens, llm.name,
                                        attempt + 1)
                     return
@@ -487,12 +488,6 @@ def _attempts(retrieval: Retrieval, question: str) -> Iterator[list[Source]]:
     yield retrieval.sources
     if policy.worth_retry(retrieval.best_similarity, retrieval.best_overlap) and len(retrieval.sources) > 1:
         yield [_alone(retrieval.sources[0])]
-
-
-def _cited(checked, sources: list[Source]) -> str:
-    """The text of the sources that the supported sentences cite."""
-    numbers = {n for c in checked if c.supported for n in c.sources}
-    return " ".join(src.text for src in sources if src.number in numbers)
 
 
 def _alone(best: Source) -> Source:

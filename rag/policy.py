@@ -39,7 +39,7 @@ class Abstain(StrEnum):
     DECLINED = "declined"  # the model said the sources do not answer
     UNSUPPORTED = "unsupported"  # no sentence of the reply is supported by its sources
     WRONG_KIND = "wrong_kind"  # a how-many / when / how-long question got no figure or duration
-    OFF_FOCUS = "off_focus"  # a which-N / what-N question whose cited sources never mention an N
+    OFF_FOCUS = "off_focus"  # a which-N / what-N question whose sources never mention an N: the model was not asked
 
 
 RETRY_ON = frozenset({Abstain.DECLINED, Abstain.UNSUPPORTED})
@@ -156,13 +156,14 @@ def focus(question: str) -> list[str]:
     return [w for w in m.group(1).split() if w.lower() not in _FORM and w.lower() not in STOPWORDS]
 
 
-def names_focus(question: str, cited: str) -> bool:
-    """The cited sources use a word of what the question asks for (stemmed), or it asks for no such thing: "Which
-    government agency is investigating the leak?" is not answered from passages that mention no agency and no
-    government, however well they support the sentence the model wrote ("The context window of Claude Mythos is
-    described as 'larger and more intelligent'" restates the question's words; the passage has none of them)."""
+def names_focus(question: str, passages: str) -> bool:
+    """The passages use a word of what the question asks for (stemmed), or it asks for no such thing. "Which
+    government agency is investigating the leak?" is not answered by passages that mention no agency and no
+    government, however well they support the sentence a model writes from them: given "The documents describe it
+    as 'larger and more intelligent than our Opus models'", a 1.5B model answered "The context window of Claude
+    Mythos is described as 'larger and more intelligent ...'", which restates the question and passes the judge."""
     wanted = focus(question)
-    return not wanted or bool(set(content_words(" ".join(wanted))) & set(content_words(cited)))
+    return not wanted or bool(set(content_words(" ".join(wanted))) & set(content_words(passages)))
 
 
 def _without_question_words(claim: str, question: str) -> str:
@@ -183,15 +184,12 @@ def names_any(claim: str, names: set[str]) -> bool:
     return any(w.lower() in names for w in terms(claim))
 
 
-def verdict(reply_declines: bool, supported: list[str], question: str, cited: str | None = None) -> Abstain | None:
-    """After generation and verification: why the answer must be an abstention, or None when it stands. `cited`:
-    the text of the sources the supported sentences cite (None: not checked)."""
+def verdict(reply_declines: bool, supported: list[str], question: str) -> Abstain | None:
+    """After generation and verification: why the answer must be an abstention, or None when it stands."""
     if reply_declines:
         return Abstain.DECLINED
     if not supported:
         return Abstain.UNSUPPORTED
     if not answers_kind(question, supported):
         return Abstain.WRONG_KIND
-    if cited is not None and not names_focus(question, cited):
-        return Abstain.OFF_FOCUS
     return None

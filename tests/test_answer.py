@@ -149,10 +149,11 @@ def test_an_unsupported_yes_or_no_verdict_gives_way_to_the_passage_that_settles_
 
 
 def test_an_answer_whose_sources_never_name_what_was_asked_for_abstains(settings, monkeypatch):
-    # "Which exchange ...?" asks for an exchange; the passage names none, however well it supports the sentence
+    # "Which exchange ...?" asks for an exchange; no passage names one, however well it would support the sentence
     reply = "Bitcoin slid to $66,000 after the leak [1]."
     a = _with_llm(settings, monkeypatch, reply).ask("Which exchange did bitcoin fall on after the leak?")
     assert a.abstained and a.abstain_reason == "off_focus" and a.text == NOT_FOUND
+    assert a.prompt_tokens == 0 and a.sources  # the model was not asked; the closest passages are listed
     # asked for the price, the same passage answers: a price is given as a figure, not as the word
     a = _with_llm(settings, monkeypatch, reply).ask("What price did bitcoin slide to after the leak?")
     assert not a.abstained and "66,000" in a.text
