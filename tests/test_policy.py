@@ -137,7 +137,7 @@ def test_the_focus_of_a_question_is_the_thing_it_asks_for(question, wanted):
     assert focus(question) == wanted
 
 
-def test_an_answer_names_the_focus_when_a_cited_source_uses_a_word_of_it():
+def test_passages_name_the_focus_when_one_uses_a_word_of_it():
     assert names_focus("Which government agency is investigating?", "Two governments opened inquiries.")
     assert not names_focus("What is the context window of Claude Mythos?",
                            'The documents describe it as "larger and more intelligent than our Opus models".')
