@@ -392,12 +392,11 @@ class Pipeline:
         retrieval = self.retrieve(asked.question, context=asked.retrieval_context, documents=documents)
         t_retrieved = time.perf_counter()
         timings = {"retrieve": t_retrieved - t0, "first_token": 0.0, "generate": 0.0, "verify": 0.0}
-        if not policy.worth_asking(bool(retrieval.sources), retrieval.best_similarity, retrieval.best_overlap,
-                                   s.min_relevance, s.min_overlap):
-            yield self._abstain(asked, retrieval, timings, t0, 0, "", policy.Abstain.WEAK_RETRIEVAL)
-            return
-        if not policy.names_focus(asked.question, " ".join(src.text for src in retrieval.sources)):
-            yield self._abstain(asked, retrieval, timings, t0, 0, "", policy.Abstain.OFF_FOCUS)
+        unasked = policy.before_asking(asked.question, bool(retrieval.sources), retrieval.best_similarity,
+                                       retrieval.best_overlap, " ".join(src.text for src in retrieval.sources),
+                                       s.min_relevance, s.min_overlap)
+        if unasked is not None:
+            yield self._abstain(asked, retrieval, timings, t0, 0, "", unasked)
             return
 
         if cancel is not None and cancel.is_set():

@@ -184,6 +184,17 @@ def names_any(claim: str, names: set[str]) -> bool:
     return any(w.lower() in names for w in terms(claim))
 
 
+def before_asking(question: str, has_sources: bool, best_similarity: float, best_overlap: float, passages: str,
+                  min_similarity: float = MIN_RELEVANCE, min_overlap: float = MIN_OVERLAP) -> Abstain | None:
+    """Before the model call: why the question gets none (an abstention), or None when the model is asked.
+    `passages`: the text of the retrieved sources. `rag bench` asks the same, to know which answers call the model."""
+    if not worth_asking(has_sources, best_similarity, best_overlap, min_similarity, min_overlap):
+        return Abstain.WEAK_RETRIEVAL
+    if not names_focus(question, passages):
+        return Abstain.OFF_FOCUS
+    return None
+
+
 def verdict(reply_declines: bool, supported: list[str], question: str) -> Abstain | None:
     """After generation and verification: why the answer must be an abstention, or None when it stands."""
     if reply_declines:

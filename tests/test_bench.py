@@ -348,3 +348,15 @@ def test_the_memory_sections_stand_in_hands_over_what_a_store_would(tmp_path):
     assert len(index.metas) == 500 and index.n_docs == len(records)
     index.save(tmp_path / "kept.pkl")
     assert Retriever.open(store, FakeEmbedder(), tmp_path / "kept.pkl").n_docs == len(records)
+
+
+def test_the_query_bench_knows_which_questions_call_the_model(settings):
+    # It times bare llama.cpp only where ask() calls the model, and stops when the two disagree: a question that
+    # abstains before the model call (no retrieved passage names the exchange asked for) must not stop it.
+    from eval.bench.query import bench_query
+
+    questions = [{"id": "a", "question": "How far did bitcoin fall after the leak?"},
+                 {"id": "b", "question": "Which exchange did bitcoin fall on after the leak?"},
+                 {"id": "c", "question": "Which markets reacted to the leak?"}]
+    out = bench_query(settings, questions, lambda message: None, None)
+    assert out["n"] == 3 and out["called_model"] == 2

@@ -8,6 +8,7 @@ import pytest
 from rag.policy import (
     Abstain,
     answers_kind,
+    before_asking,
     declines,
     doubts_verdict,
     focus,
@@ -152,3 +153,10 @@ def test_passages_name_the_focus_when_one_uses_a_word_of_it():
 ])
 def test_verdict(declined, supported, question, expected):
     assert verdict(declined, supported, question) is expected
+
+
+def test_before_asking_names_why_the_model_is_not_asked():
+    assert before_asking("How far did bitcoin fall?", False, 0.9, 0.9, "") is Abstain.WEAK_RETRIEVAL
+    assert before_asking("How far did bitcoin fall?", True, 0.1, 0.1, "Bitcoin slid.") is Abstain.WEAK_RETRIEVAL
+    assert before_asking("Which exchange did bitcoin fall on?", True, 0.9, 0.9, "Bitcoin slid.") is Abstain.OFF_FOCUS
+    assert before_asking("Which exchange did bitcoin fall on?", True, 0.9, 0.9, "Exchanges halted.") is None

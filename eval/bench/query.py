@@ -16,7 +16,7 @@ from ingest.errors import SetupError
 from rag.answer import Answer, Pipeline, clean_question
 from rag.llm import FakeLLM, LlamaCppLLM, check_llm_id
 from rag.model_files import MODELS, ensure_model
-from rag.policy import worth_asking
+from rag.policy import before_asking
 from rag.settings import Settings
 
 
@@ -102,8 +102,9 @@ def bench_query(settings: Settings, questions: list[dict], log: Log, profile_dir
         question = clean_question(q["question"], s.max_question_chars)
         asked = pipe.standalone(question, history)
         retrieval = pipe.retrieve(asked.question, context=asked.retrieval_context)
-        calls_model = worth_asking(bool(retrieval.sources), retrieval.best_similarity, retrieval.best_overlap,
-                                   s.min_relevance, s.min_overlap)
+        calls_model = before_asking(asked.question, bool(retrieval.sources), retrieval.best_similarity,
+                                    retrieval.best_overlap, " ".join(src.text for src in retrieval.sources),
+                                    s.min_relevance, s.min_overlap) is None
         messages = pipe.messages(asked.question, retrieval.sources)
         b = bare.generate(messages, s.max_tokens, s.seed) if bare is not None and calls_model and i % 2 else None
         ans, raw = _ask(pipe, q["question"], history)
