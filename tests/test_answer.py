@@ -378,3 +378,32 @@ def test_no_two_sources_share_a_sentence(settings, corpus):
         for b in sources:
             if a.number < b.number and a.doc_id == b.doc_id:
                 assert a.end <= b.start or b.end <= a.start, (a.text, b.text)
+
+
+def test_a_word_every_passage_repeats_does_not_pick_the_sentence(settings, corpus, monkeypatch):
+    # In a folder about Mythos, "How did the Mythos leak happen?" ranked "The market's reaction to the Mythos leak
+    # ..." above the sentence that says how it happened, which does not repeat "Mythos". A word in most passages
+    # tells none of them apart, so sentences are also ranked by the question without it.
+    import rag.retrieve as retrieve
+
+    for f in corpus.iterdir():
+        f.unlink()
+    for n, town in enumerate(["Perth", "Hobart", "Darwin", "Cairns", "Sydney"]):
+        (corpus / f"wombat{n}.md").write_text(
+            f"# Wombat news from {town}\n\nThe wombat keepers of {town} counted every wombat in the wombat park. "
+            f"Visitors in {town} photographed a wombat near the wombat pond.\n", encoding="utf-8")
+    (corpus / "escape.md").write_text(
+        "# The wombat escape\n\nThe escape began through a gate left unlatched by a night guard. Lunch is served at "
+        "noon in the cafe by the lake. Wombat fans say the wombat story was the wombat story of the year.\n",
+        encoding="utf-8")
+    pipe = Pipeline(settings)
+    pipe.ingest()
+    question = "How did the wombat escape happen?"
+    assert pipe.retriever()._without_common(question) == "How did the escape happen?"
+
+    def best(pipe: Pipeline) -> str:
+        return pipe.retrieve(question).sources[0].text
+
+    assert best(pipe).startswith("The escape began")
+    monkeypatch.setattr(retrieve, "COMMON_SHARE", 1.0)  # no word is too common: the repeated word wins
+    assert best(pipe).startswith("Wombat fans say")
