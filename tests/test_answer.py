@@ -393,7 +393,7 @@ def test_a_word_every_passage_repeats_does_not_pick_the_sentence(settings, corpu
             f"# Wombat news from {town}\n\nThe wombat keepers of {town} counted every wombat in the wombat park. "
             f"Visitors in {town} photographed a wombat near the wombat pond.\n", encoding="utf-8")
     (corpus / "escape.md").write_text(
-        "# The wombat escape\n\nThe escape began through a gate left unlatched by a night guard. Lunch is served at "
+        "# Night at the zoo\n\nThe escape began through a gate left unlatched by a night guard. Lunch is served at "
         "noon in the cafe by the lake. Wombat fans say the wombat story was the wombat story of the year.\n",
         encoding="utf-8")
     pipe = Pipeline(settings)
@@ -401,9 +401,9 @@ def test_a_word_every_passage_repeats_does_not_pick_the_sentence(settings, corpu
     question = "How did the wombat escape happen?"
     assert pipe.retriever()._without_common(question) == "How did the escape happen?"
 
-    def best(pipe: Pipeline) -> str:
-        return pipe.retrieve(question).sources[0].text
-
-    assert best(pipe).startswith("The escape began")
+    r = pipe.retrieve(question)
+    assert r.sources[0].text.startswith("The escape began")
+    assert r.best_overlap == 1.0  # "escape" is all the question has that tells sentences apart
     monkeypatch.setattr(retrieve, "COMMON_SHARE", 1.0)  # no word is too common: the repeated word wins
-    assert best(pipe).startswith("Wombat fans say")
+    r = pipe.retrieve(question)
+    assert r.sources[0].text.startswith("Wombat fans say") and r.best_overlap < 1.0
