@@ -393,7 +393,7 @@ class Pipeline:
         t_retrieved = time.perf_counter()
         timings = {"retrieve": t_retrieved - t0, "first_token": 0.0, "generate": 0.0, "verify": 0.0}
         unasked = policy.before_asking(asked.question, bool(retrieval.sources), retrieval.best_similarity,
-                                       retrieval.best_overlap, " ".join(src.text for src in retrieval.sources),
+                                       retrieval.best_overlap, [src.text for src in retrieval.sources],
                                        s.min_relevance, s.min_overlap)
         if unasked is not None:
             yield self._abstain(asked, retrieval, timings, t0, 0, "", unasked)

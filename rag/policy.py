@@ -156,14 +156,30 @@ def focus(question: str) -> list[str]:
     return [w for w in m.group(1).split() if w.lower() not in _FORM and w.lower() not in STOPWORDS]
 
 
-def names_focus(question: str, passages: str) -> bool:
-    """The passages use a word of what the question asks for (stemmed), or it asks for no such thing. "Which
-    government agency is investigating the leak?" is not answered by passages that mention no agency and no
-    government, however well they support the sentence a model writes from them: given "The documents describe it
-    as 'larger and more intelligent than our Opus models'", a 1.5B model answered "The context window of Claude
-    Mythos is described as 'larger and more intelligent ...'", which restates the question and passes the judge."""
+def names_focus(question: str, passages: list[str]) -> bool:
+    """One passage uses a word of what the question asks for (stemmed), and a word of what it names, if it names
+    anything; or the question asks for no such thing. "Which government agency is investigating the leak?" is not
+    answered by passages that mention no agency and no government, however well they support the sentence a model
+    writes from them: given "The documents describe it as 'larger and more intelligent than our Opus models'", a
+    1.5B model answered "The context window of Claude Mythos is described as 'larger and more intelligent ...'",
+    which restates the question and passes the judge. Nor is "What is the context window of Claude Mythos?"
+    answered by "OpenAI's GPT-5.4 shipped with a 1,000,000-token context window": the model wrote "The context
+    window of Claude Mythos is 1,000,000 tokens [1]"."""
     wanted = focus(question)
-    return not wanted or bool(set(content_words(" ".join(wanted))) & set(content_words(passages)))
+    if not wanted:
+        return True
+    focus_words = set(content_words(" ".join(wanted)))
+    subject = {w for name in question_names(question) if name not in wanted for w in content_words(name)}
+    for passage in passages:
+        words = set(content_words(passage))
+        if focus_words & words and (not subject or subject & words):
+            return True
+    return False
+
+
+def question_names(question: str) -> list[str]:
+    """The names in a question: its capitalised words past the first ("Claude", "Mythos", "Git")."""
+    return [w for w in terms(question)[1:] if w[0].isupper()]
 
 
 def _without_question_words(claim: str, question: str) -> str:
@@ -176,15 +192,14 @@ def _without_question_words(claim: str, question: str) -> str:
 def foreign_names(question: str, known: Callable[[str], bool]) -> set[str]:
     """Names in the question (capitalised words past its first) that `known` says no article uses: a claim that
     names one ("Ethereum dropped to $66,000", when only bitcoin is covered) cannot be supported by any passage."""
-    words = terms(question)[1:]
-    return {w.lower() for w in words if w[0].isupper() and not known(w)}
+    return {w.lower() for w in question_names(question) if not known(w)}
 
 
 def names_any(claim: str, names: set[str]) -> bool:
     return any(w.lower() in names for w in terms(claim))
 
 
-def before_asking(question: str, has_sources: bool, best_similarity: float, best_overlap: float, passages: str,
+def before_asking(question: str, has_sources: bool, best_similarity: float, best_overlap: float, passages: list[str],
                   min_similarity: float = MIN_RELEVANCE, min_overlap: float = MIN_OVERLAP) -> Abstain | None:
     """Before the model call: why the question gets none (an abstention), or None when the model is asked.
     `passages`: the text of the retrieved sources. `rag bench` asks the same, to know which answers call the model."""

@@ -139,10 +139,23 @@ def test_the_focus_of_a_question_is_the_thing_it_asks_for(question, wanted):
 
 
 def test_passages_name_the_focus_when_one_uses_a_word_of_it():
-    assert names_focus("Which government agency is investigating?", "Two governments opened inquiries.")
+    assert names_focus("Which government agency is investigating?", ["Two governments opened inquiries."])
     assert not names_focus("What is the context window of Claude Mythos?",
-                           'The documents describe it as "larger and more intelligent than our Opus models".')
-    assert names_focus("What is Claude Mythos?", "Anything at all.")
+                           ['The documents describe it as "larger and more intelligent than our Opus models".'])
+    assert names_focus("What is Claude Mythos?", ["Anything at all."])
+
+
+def test_the_focus_must_be_named_with_what_the_question_names():
+    # With "Mythos" in every passage of a folder about Mythos, retrieval brings the sentences that give a context
+    # window, of any model; one about GPT-5.4 does not say the window of Claude Mythos.
+    question = "What is the context window of Claude Mythos?"
+    gpt = "OpenAI's GPT-5.4 shipped with a 1,000,000-token context window."
+    assert not names_focus(question, [gpt, "Claude Mythos is a new model class above Opus."])
+    assert names_focus(question, [gpt, "Mythos has a 500,000-token context window."])
+    assert names_focus("What context window did GPT-5.4 ship with?", [gpt])
+    assert names_focus("Which existing Claude model is Mythos positioned against?",  # "Claude" is the focus
+                       ["Claude Mythos represents a new model class above the existing Opus tier."])
+    assert names_focus("Which exchange did bitcoin fall on?", ["Exchanges halted."])  # it names nothing
 
 
 @pytest.mark.parametrize("declined, supported, question, expected", [
@@ -156,7 +169,7 @@ def test_verdict(declined, supported, question, expected):
 
 
 def test_before_asking_names_why_the_model_is_not_asked():
-    assert before_asking("How far did bitcoin fall?", False, 0.9, 0.9, "") is Abstain.WEAK_RETRIEVAL
-    assert before_asking("How far did bitcoin fall?", True, 0.1, 0.1, "Bitcoin slid.") is Abstain.WEAK_RETRIEVAL
-    assert before_asking("Which exchange did bitcoin fall on?", True, 0.9, 0.9, "Bitcoin slid.") is Abstain.OFF_FOCUS
-    assert before_asking("Which exchange did bitcoin fall on?", True, 0.9, 0.9, "Exchanges halted.") is None
+    assert before_asking("How far did bitcoin fall?", False, 0.9, 0.9, []) is Abstain.WEAK_RETRIEVAL
+    assert before_asking("How far did bitcoin fall?", True, 0.1, 0.1, ["Bitcoin slid."]) is Abstain.WEAK_RETRIEVAL
+    assert before_asking("Which exchange did bitcoin fall on?", True, 0.9, 0.9, ["Bitcoin slid."]) is Abstain.OFF_FOCUS
+    assert before_asking("Which exchange did bitcoin fall on?", True, 0.9, 0.9, ["Exchanges halted."]) is None

@@ -103,7 +103,7 @@ def bench_query(settings: Settings, questions: list[dict], log: Log, profile_dir
         asked = pipe.standalone(question, history)
         retrieval = pipe.retrieve(asked.question, context=asked.retrieval_context)
         calls_model = before_asking(asked.question, bool(retrieval.sources), retrieval.best_similarity,
-                                    retrieval.best_overlap, " ".join(src.text for src in retrieval.sources),
+                                    retrieval.best_overlap, [src.text for src in retrieval.sources],
                                     s.min_relevance, s.min_overlap) is None
         messages = pipe.messages(asked.question, retrieval.sources)
         b = bare.generate(messages, s.max_tokens, s.seed) if bare is not None and calls_model and i % 2 else None
