@@ -9,6 +9,7 @@ passages are scored for retrieval (rag/retrieve.py).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from enum import StrEnum
@@ -139,6 +140,8 @@ _FOCUS_OF = re.compile(_LEAD + r"(?:what|which)\s+(?:is|are|was|were)\s+(?:the|a
 # "Which government agency is ...", "What benchmark score did ...": the words between "which" and the verb.
 _FOCUS_NP = re.compile(_LEAD + r"(?:what|which)\s+(?!" + _AUX + r"\b)((?:[\w.'-]+\s+){0,3}?[\w.'-]+)\s+" + _AUX + r"\b",
                        re.I)
+# "How many parameters does X have?": the words between "how many" and the verb.
+_FOCUS_MANY = re.compile(_LEAD + r"how\s+many\s+((?:[\w.'-]+\s+){0,3}?[\w.'-]+)\s+" + _AUX + r"\b", re.I)
 # Words of a focus that say what form the answer takes, not what it is about: the passage gives a name, a price or
 # a date as a value ("called Mythos", "$66,000"), not as the word. "exactly" is not a noun at all.
 _FORM = frozenset("name names price prices number numbers amount amounts date dates time times year years figure "
@@ -147,10 +150,11 @@ _FORM = frozenset("name names price prices number numbers amount amounts date da
 
 
 def focus(question: str) -> list[str]:
-    """What a what-N / which-N question asks for, as words, without the words of its form: "Which government
-    agency is investigating?" -> ["government", "agency"]; "What is the context window of X?" -> ["context",
-    "window"]; "What price did it sink to?" and "What is X?" -> []."""
-    m = _FOCUS_OF.match(question) or _FOCUS_NP.match(question)
+    """What a what-N / which-N / how-many-N question asks for, as words, without the words of its form: "Which
+    government agency is investigating?" -> ["government", "agency"]; "What is the context window of X?" ->
+    ["context", "window"]; "How many parameters does X have?" -> ["parameters"]; "What price did it sink to?" and
+    "What is X?" -> []."""
+    m = _FOCUS_OF.match(question) or _FOCUS_NP.match(question) or _FOCUS_MANY.match(question)
     if not m:
         return []
     return [w for w in m.group(1).split() if w.lower() not in _FORM and w.lower() not in STOPWORDS]
@@ -170,11 +174,23 @@ def names_focus(question: str, passages: list[str]) -> bool:
         return True
     focus_words = set(content_words(" ".join(wanted)))
     subject = {w for name in question_names(question) if name not in wanted for w in content_words(name)}
-    for passage in passages:
-        words = set(content_words(passage))
-        if focus_words & words and (not subject or subject & words):
-            return True
-    return False
+    naming = [words for words in (set(content_words(p)) for p in passages) if focus_words & words]
+    if not naming:
+        # What a count counts is often named otherwise ("files" for "documents"), so a passage that never names it
+        # may still give it; a passage that counts it for another subject is the trap.
+        return _FOCUS_MANY.match(question) is not None
+    return not subject or any(_names_one(subject, words) for words in naming)
+
+
+def _names_one(subject: set[str], words: set[str]) -> bool:
+    """The passage's words name the subject: a stem in common, or one that begins alike, as a name and the word made
+    from it do ("chines" and "china", for "Chinese labs" and "China's labs"; "japanes" and "japan")."""
+    return bool(subject & words) or any(_alike(s, w) for s in subject for w in words)
+
+
+def _alike(a: str, b: str) -> bool:
+    """Two stems share all but the last two letters of the shorter, and at least four."""
+    return len(os.path.commonprefix([a, b])) >= max(4, min(len(a), len(b)) - 2)
 
 
 def question_names(question: str) -> list[str]:

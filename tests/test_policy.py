@@ -124,6 +124,8 @@ def test_foreign_names_are_capitalised_question_words_no_article_uses():
     ("And what benchmark score did MiniMax M2.5 get?", ["benchmark", "score"]),
     ("Which branch should a bug fix go on first?", ["branch"]),
     ("What kinds of security work does it target?", ["security", "work"]),
+    ("How many parameters does Claude Mythos have?", ["parameters"]),
+    ("And how many files were exposed?", ["files"]),
     # the form of the answer, not its topic: a name or a price is given as a value
     ("What is the name of Anthropic's unreleased model?", []),
     ("What price did the biggest digital coin sink to?", []),
@@ -133,6 +135,8 @@ def test_foreign_names_are_capitalised_question_words_no_article_uses():
     ("What did the xAI one launch with?", []),
     ("What is Claude Mythos?", []),
     ("How did the leak happen?", []),
+    ("How many were hit?", []),
+    ("How much did bitcoin fall?", []),
 ])
 def test_the_focus_of_a_question_is_the_thing_it_asks_for(question, wanted):
     assert focus(question) == wanted
@@ -156,6 +160,27 @@ def test_the_focus_must_be_named_with_what_the_question_names():
     assert names_focus("Which existing Claude model is Mythos positioned against?",  # "Claude" is the focus
                        ["Claude Mythos represents a new model class above the existing Opus tier."])
     assert names_focus("Which exchange did bitcoin fall on?", ["Exchanges halted."])  # it names nothing
+    # The same for a count: a model with 22B parameters is not Claude Mythos.
+    mistral = "Mistral Small 4 has 22B parameters and runs on one GPU."
+    assert not names_focus("How many parameters does Claude Mythos have?",
+                           [mistral, "Claude Mythos is a new model class above Opus."])
+    assert names_focus("How many parameters does Mistral Small 4 have?", [mistral])
+
+
+def test_a_count_may_name_what_it_counts_otherwise():
+    # "files" is not in the passage, but "documents" are what the question counts; a which-N question gets no such
+    # leeway, since its answer is the thing itself.
+    exposed = "The misconfiguration exposed nearly 3,000 internal documents."
+    assert names_focus("How many files could anyone view?", [exposed])
+    assert not names_focus("Which files could anyone view?", [exposed])
+
+
+def test_a_name_matches_the_word_made_from_it():
+    china = "China's labs shipped five major models in a single month."
+    assert names_focus("How many major models did Chinese labs ship?", [china])
+    assert names_focus("Which major models did the Japanese labs ship?", ["Japan's labs shipped two major models."])
+    anthology = "An anthology of the major models of the year."  # "anth" is not "anthrop"
+    assert not names_focus("How many major models did Anthropic ship?", [china, anthology])
 
 
 @pytest.mark.parametrize("declined, supported, question, expected", [
