@@ -309,6 +309,16 @@ def test_the_real_model_takes_long_questions_within_its_context(tmp_path):
     one, every = (llm.prompt_tokens(pipe.messages(probe, kept)) for kept in (sources[:1], sources))
     assert every - one > 20, "the other sources hold more than a few tokens"
     question = BITCOIN + " " + "7" * (1500 + room - (one + every) // 2)
+    fitted: list[int] = []  # each model call's prompt (Answer.prompt_tokens is their sum when a decline is retried)
+    fit = pipe.fit
+
+    def recorded(*args):
+        out = fit(*args)
+        fitted.append(out[2])
+        return out
+
+    pipe.fit = recorded
     answer = pipe.ask(question)
-    assert answer.prompt_tokens + pipe.settings.max_tokens <= pipe.settings.n_ctx
+    assert fitted and sum(fitted) == answer.prompt_tokens
+    assert all(tokens + pipe.settings.max_tokens <= pipe.settings.n_ctx for tokens in fitted), fitted
     assert answer.prompt_tokens > 0 and len(answer.sources) < len(pipe.retrieve(question).sources)
