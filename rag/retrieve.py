@@ -303,16 +303,21 @@ class Retriever:
             return [], 0.0, 0.0
         chunk_rank = {cid: r for r, cid in enumerate(chunk_ids)}
         qwords = set(content_words(query))
-        qwords = {w for w in qwords if w in self._idf}  # a word no chunk has cannot tell sentences apart
+        all_words = {w for w in qwords if w in self._idf}  # a word no chunk has cannot tell sentences apart
         # Nor can one in most chunks (COMMON_SHARE), unless the question has no other: for "How did the Mythos leak
-        # happen?" a sentence with "Mythos" and "leak" took the whole overlap, one with "leak" only half of it.
-        qwords = {w for w in qwords if not self._too_common(w)} or qwords
+        # happen?" a sentence with "Mythos" and "leak" took the whole overlap, one with "leak" only half of it. The
+        # policy's thresholds were set on the overlap of all the words, which is what best_overlap stays.
+        qwords = {w for w in all_words if not self._too_common(w)} or all_words
         qweight = sum(self._idf[w] for w in qwords) or 1.0
+        all_weight = sum(self._idf[w] for w in all_words) or 1.0
         sims = vecs @ qvec
         ranked_by = sims if rare_vec is None else (sims + vecs @ rare_vec) / 2  # see COMMON_SHARE
         scored = []
+        best_overlap = 0.0
         for meta, sim in zip(metas, ranked_by):
-            overlap = sum(self._idf[w] for w in qwords & set(content_words(self._chunk_slice(texts, meta)))) / qweight
+            words = set(content_words(self._chunk_slice(texts, meta)))
+            overlap = sum(self._idf[w] for w in qwords & words) / qweight
+            best_overlap = max(best_overlap, sum(self._idf[w] for w in all_words & words) / all_weight)
             prior = CHUNK_PRIOR * (len(chunk_ids) - chunk_rank[meta["chunk_id"]]) / len(chunk_ids)
             scored.append((float(sim) + OVERLAP_WEIGHT * overlap + prior, float(sim), meta, overlap))
         # Ties (and float noise below 1e-9) are broken by position, not by the order Chroma returned the rows in,
@@ -337,7 +342,7 @@ class Retriever:
             sources.append(Source(number=n, doc_id=meta["doc_id"], title=self._title(meta["chunk_id"]),
                                   text=self._chunk_slice(texts, meta), start=meta["start"], end=meta["end"],
                                   score=round(score, 4), page=meta.get("page"), section=meta.get("section", "")))
-        return sources, float(max(sims)), max(t[3] for t in scored)
+        return sources, float(max(sims)), best_overlap
 
     def _pick(self, texts: dict[str, str], scored: list, withheld: set[str], max_sources: int,
               budget: int) -> list[tuple[float, dict]]:

@@ -403,7 +403,10 @@ def test_a_word_every_passage_repeats_does_not_pick_the_sentence(settings, corpu
 
     r = pipe.retrieve(question)
     assert r.sources[0].text.startswith("The escape began")
-    assert r.best_overlap == 1.0  # "escape" is all the question has that tells sentences apart
+    overlap = r.best_overlap
     monkeypatch.setattr(retrieve, "COMMON_SHARE", 1.0)  # no word is too common: the repeated word wins
     r = pipe.retrieve(question)
-    assert r.sources[0].text.startswith("Wombat fans say") and r.best_overlap < 1.0
+    assert "wombat" in r.sources[0].text.lower() and not r.sources[0].text.startswith("The escape began")
+    # The policy's thresholds were set on the share of all the question's words, "wombat" included: what it is
+    # told does not move with the ranking.
+    assert r.best_overlap == pytest.approx(overlap) and 0.5 < overlap < 1.0
