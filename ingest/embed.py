@@ -150,6 +150,11 @@ class MiniLMEmbedder:
         return vecs.astype(np.float32, copy=False)
 
 
+# The commonest English function words, which the fake leaves out of its bag of words.
+_FUNCTION_WORDS = frozenset("a an the of in on at to for by with from and or but is are was were be been it its this "
+                            "that these those as".split())
+
+
 class FakeEmbedder:
     """Deterministic bag-of-words hashing embedder: similar wording gives similar vectors. For tests only."""
 
@@ -163,6 +168,8 @@ class FakeEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             for word in re.findall(r"\w+", text.lower()):
+                if word in _FUNCTION_WORDS:  # as in a real embedder, "the" and "in" say little of what a text means
+                    continue
                 h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
                 out[i, h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
             norm = np.linalg.norm(out[i])
